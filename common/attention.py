@@ -1,0 +1,85 @@
+"""Attention: one entry point, implementations chosen by name.
+
+``reference`` is dense einsum attention with an explicit boolean mask: the oracle in tests, and the
+right choice for causal decoder attention at the lengths a CPU sees. The sliding-window ``blocked`` and
+``pallas`` implementations are added with the long-input families (Longformer, LED) and the kernel work.
+
+Shapes: q ``[batch, q_len, heads, head_dim]``, k/v ``[batch, kv_len, kv_heads, head_dim]``, mask
+``[batch, q_len, kv_len]`` bool (True = may attend). GQA follows HF's ``repeat_kv``: query head ``h``
+reads kv head ``h // (heads // kv_heads)``; we group the query heads instead of copying k/v.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from common.layers import dropout
+
+IMPLEMENTATIONS = ("reference",)
+
+
+def resolve_impl(impl: str) -> str:
+    """Map ``auto`` to the implementation for this platform; reject what this build cannot run."""
+    if impl == "auto":
+        return "reference"
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"attention implementation {impl!r} is not available for dense causal attention; "
+            f"expected one of {IMPLEMENTATIONS + ('auto',)}"
+        )
+    return impl
+
+
+def causal_mask(key_valid: jax.Array, query_slots: jax.Array) -> jax.Array:
+    """Mask for causal attention over a key buffer.
+
+    key_valid: [batch, kv_len] bool (False for padding and unwritten cache slots);
+    query_slots: [q_len] int, the key-buffer index of each query. Returns [batch, q_len, kv_len] bool.
+    Query rows that are themselves padding stay unmasked here, as in HF; their outputs are garbage there too.
+    """
+    kv_pos = jnp.arange(key_valid.shape[-1])
+    causal = kv_pos[None, :] <= query_slots[:, None]
+    return causal[None, :, :] & key_valid[:, None, :]
+
+
+def attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array,
+    *,
+    scale: float,
+    impl: str = "reference",
+    dropout_rate: float = 0.0,
+    deterministic: bool = True,
+    rng=None,
+    return_probs: bool = False,
+):
+    """Scaled dot-product attention. Returns (out [batch, q_len, heads, head_dim], probs or None).
+
+    probs, when asked for, are [batch, heads, q_len, kv_len] in q's dtype (HF's ``attentions``).
+    """
+    resolve_impl(impl)
+    return reference_attention(
+        q, k, v, mask, scale=scale, dropout_rate=dropout_rate, deterministic=deterministic, rng=rng,
+        return_probs=return_probs,
+    )
+
+
+def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic=True, rng=None, return_probs=False):
+    b, tq, h, d = q.shape
+    kvh = k.shape[2]
+    if h % kvh:
+        raise ValueError(f"num heads {h} is not a multiple of kv heads {kvh}")
+    rep = h // kvh
+    qg = q.reshape(b, tq, kvh, rep, d)
+    # Scores in float32 whatever the compute dtype; the scale is applied after the product, as HF does.
+    scores = jnp.einsum("bqgrd,bkgd->bgrqk", qg, k, preferred_element_type=jnp.float32) * scale
+    # Masked scores become exactly finfo.min (HF adds finfo.min, which rounds to the same value), so a
+    # fully masked row is uniform like HF eager, never NaN.
+    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    kept = dropout(probs, dropout_rate, deterministic=deterministic, rng=rng)
+    out = jnp.einsum("bgrqk,bkgd->bqgrd", kept, v).reshape(b, tq, h, d)
+    return out, (probs.reshape(b, h, tq, -1) if return_probs else None)

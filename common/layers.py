@@ -1,0 +1,133 @@
+"""Stateless building blocks over plain param dicts (Flax naming: ``kernel``/``bias``/``scale``/``embedding``).
+
+Each layer has an ``init_*`` that returns its params and a function that applies them. Kernels are
+``(in, out)``; stacked layers add a leading ``(num_layers,)`` axis that ``lax.scan`` slices away before
+these functions see them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Params = dict
+
+
+# ------------------------------------------------------------------------------------------ init
+def normal_init(key, shape, std: float, dtype) -> jax.Array:
+    return (std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+
+def init_dense(key, in_dim: int, out_dim: int, *, bias: bool, std: float, dtype) -> Params:
+    p = {"kernel": normal_init(key, (in_dim, out_dim), std, dtype)}
+    if bias:
+        p["bias"] = jnp.zeros((out_dim,), dtype)
+    return p
+
+
+def init_embedding(key, num: int, dim: int, *, std: float, dtype) -> Params:
+    return {"embedding": normal_init(key, (num, dim), std, dtype)}
+
+
+def init_rms_norm(dim: int, dtype) -> Params:
+    return {"scale": jnp.ones((dim,), dtype)}
+
+
+def init_layer_norm(dim: int, dtype) -> Params:
+    return {"scale": jnp.ones((dim,), dtype), "bias": jnp.zeros((dim,), dtype)}
+
+
+# ----------------------------------------------------------------------------------------- apply
+def dense(p: Params, x: jax.Array) -> jax.Array:
+    """x: [..., in] -> [..., out], computed in x's dtype."""
+    y = x @ p["kernel"].astype(x.dtype)
+    if "bias" in p:
+        y = y + p["bias"].astype(x.dtype)
+    return y
+
+
+def embed(p: Params, ids: jax.Array, dtype) -> jax.Array:
+    """ids: [...] int -> [..., dim]. Ids must be validated on the host first: XLA clamps bad gathers."""
+    return jnp.take(p["embedding"], ids, axis=0).astype(dtype)
+
+
+def rms_norm(p: Params, x: jax.Array, eps: float) -> jax.Array:
+    """HF Llama RMSNorm: normalise in float32, cast back to x's dtype, *then* multiply by the scale."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return p["scale"].astype(x.dtype) * y.astype(x.dtype)
+
+
+def layer_norm(p: Params, x: jax.Array, eps: float) -> jax.Array:
+    """LayerNorm with float32 statistics (biased variance, as torch)."""
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + eps)
+    return (y * p["scale"].astype(jnp.float32) + p["bias"].astype(jnp.float32)).astype(x.dtype)
+
+
+# ------------------------------------------------------------------------------------ activations
+def gelu_exact(x):
+    return jax.nn.gelu(x, approximate=False)
+
+
+def gelu_tanh(x):
+    return jax.nn.gelu(x, approximate=True)
+
+
+def gelu_fast(x):
+    # HF "gelu_fast": 0.5 x (1 + tanh(x * 0.7978845608 * (1 + 0.044715 x^2)))
+    return 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def quick_gelu(x):
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": gelu_exact,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_fast,
+    "quick_gelu": quick_gelu,
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation {name!r} is not supported; expected one of {sorted(ACTIVATIONS)}") from None
+
+
+# -------------------------------------------------------------------------------------- dropout
+def dropout(x: jax.Array, rate: float, *, deterministic: bool, rng) -> jax.Array:
+    """Inverted dropout. A no-op when deterministic or rate == 0; otherwise ``rng`` is required."""
+    if deterministic or rate == 0.0:
+        return x
+    if rng is None:
+        raise ValueError("dropout with deterministic=False needs an `rng` key")
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def fold_rng(rng, *data: int):
+    """Derive a per-use key (per layer, per site) so dropout masks never repeat; None passes through."""
+    if rng is None:
+        return None
+    for d in data:
+        rng = jax.random.fold_in(rng, d)
+    return rng
+
+
+def default_std(dim: int) -> float:
+    return 1.0 / math.sqrt(dim)

@@ -1,0 +1,112 @@
+"""The user-facing model object: config + params + one head function, jit-compiled, inputs validated.
+
+``conversion.from_pretrained`` builds it; it is also easy to build by hand from ``init_params``::
+
+    model = Model(config, params, architecture="LlamaForCausalLM", family=FAMILIES["llama"])
+    out = model(input_ids=ids, attention_mask=mask)
+    seqs = model.generate(ids, max_new_tokens=16)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from common.generation import SamplingConfig, generate
+from common.validation import binary_mask
+
+FLAG_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """What the Model needs to know about one HF head class."""
+
+    hf_class: str
+    head: str  # e.g. "causal_lm"
+    forward: Callable  # f(params, config, **inputs, **flags) -> output pytree
+    validate_inputs: Callable  # (config, head, inputs dict) -> dict of numpy arrays
+    init_cache: Callable | None = None  # decoder-only generation hooks (see common.generation)
+    cached_step: Callable | None = None
+    max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
+
+
+class Model:
+    """A model ready to call: ``model(input_ids=..., ...)`` and, for generative heads, ``model.generate``."""
+
+    def __init__(self, config, params, spec: HeadSpec, generation_config: dict[str, Any] | None = None):
+        self.config = config
+        self.params = params
+        self.spec = spec
+        self.generation_config = dict(generation_config or {})
+        sig = inspect.signature(spec.forward).parameters
+        self._static = tuple(name for name in FLAG_ARGS if name in sig)
+        self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + FLAG_ARGS)
+        self._forward = jax.jit(spec.forward, static_argnames=("config",) + self._static)
+
+    @property
+    def architecture(self) -> str:
+        return self.spec.hf_class
+
+    def __repr__(self) -> str:
+        n = sum(x.size for x in jax.tree.leaves(self.params))
+        return f"Model({self.architecture}, {n / 1e6:.2f}M params)"
+
+    def __call__(self, *, rng=None, **kwargs):
+        unknown = set(kwargs) - set(self._inputs) - set(self._static)
+        if unknown:
+            raise ValueError(f"{self.architecture} got unexpected arguments {sorted(unknown)}; "
+                             f"it takes {list(self._inputs) + list(self._static)}")
+        flags = {k: kwargs.pop(k) for k in self._static if k in kwargs}
+        arrays = self.spec.validate_inputs(self.config, self.spec.head, kwargs)
+        if not flags.get("deterministic", True) and rng is None:
+            raise ValueError("deterministic=False (dropout on) needs an `rng` key")
+        extra = {"rng": rng} if rng is not None else {}
+        return self._forward(self.params, config=self.config, **arrays, **flags, **extra)
+
+    # ---------------------------------------------------------------------------------- generate
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32, do_sample: bool | None = None,
+                 num_beams: int = 1, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, eos_token_id: int | list[int] | None = None,
+                 pad_token_id: int | None = None, seed: int = 0) -> np.ndarray:
+        """HF-style ``generate``: returns the prompt followed by the new tokens, [batch, prompt + new] int32.
+
+        Unset settings come from the checkpoint's generation_config.json, then from HF's built-in defaults
+        (greedy; when sampling, temperature 1, top_k 50, top_p 1). The prompt may be left-padded; without an
+        attention_mask, pad tokens are masked as HF does (when pad_token_id is set and differs from eos).
+        """
+        if self.spec.cached_step is None:
+            raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM")
+        if num_beams != 1:
+            raise ValueError(f"num_beams = {num_beams} is not supported for {self.architecture}: expected 1")
+        gc, cfg = self.generation_config, self.config
+        ids = self.spec.validate_inputs(cfg, self.spec.head, {"input_ids": input_ids})["input_ids"]
+        eos = eos_token_id if eos_token_id is not None else gc.get("eos_token_id", getattr(cfg, "eos_token_id", None))
+        eos = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        pad = pad_token_id if pad_token_id is not None else gc.get("pad_token_id", getattr(cfg, "pad_token_id", None))
+        if pad is None:
+            pad = eos[0] if eos else 0  # HF falls back to the first eos
+        if attention_mask is None:
+            mask = (ids != pad) if (pad in ids and pad not in eos) else np.ones_like(ids)
+        else:
+            mask = binary_mask("attention_mask", attention_mask, ids.shape)
+        sample = do_sample if do_sample is not None else bool(gc.get("do_sample", False))
+        sampling = SamplingConfig(
+            max_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=float(temperature if temperature is not None else gc.get("temperature", 1.0)),
+            top_k=int(top_k if top_k is not None else gc.get("top_k", 50)) if sample else 0,
+            top_p=float(top_p if top_p is not None else gc.get("top_p", 1.0)) if sample else 1.0,
+            eos_token_ids=tuple(int(e) for e in eos), pad_token_id=int(pad),
+        )
+        sampling.validate(cfg.vocab_size)
+        limit = self.spec.max_positions(cfg) if self.spec.max_positions else None
+        if limit is not None and ids.shape[1] + max_new_tokens > limit:
+            raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} is past "
+                             f"max_position_embeddings={limit}; the total must be <= {limit}")
+        dtype = jax.tree.leaves(self.params)[0].dtype
+        return generate(self.params, cfg, ids, mask.astype(np.int32), init_cache=self.spec.init_cache,
+                        cached_step=self.spec.cached_step, sampling=sampling, seed=seed, cache_dtype=dtype)

@@ -1,0 +1,65 @@
+"""Host-side input checks at the API boundary.
+
+XLA clamps out-of-range gathers, so an id past the vocabulary or a position past the table would give a
+plausible, wrong answer instead of an error. Everything a user passes to ``model(...)`` or ``generate`` is
+checked here first, and each failure is a ValueError naming the argument, the bad value and the range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_array(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except Exception as e:  # noqa: BLE001 - anything that is not array-like
+        raise ValueError(f"{name} must be array-like, got {type(value).__name__}: {e}") from None
+
+
+def check_rank(name: str, value: np.ndarray, rank: int, layout: str) -> None:
+    if value.ndim != rank:
+        raise ValueError(f"{name} must have rank {rank} ({layout}), got shape {value.shape}")
+
+
+def check_int(name: str, value: np.ndarray) -> None:
+    if not (np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_):
+        raise ValueError(f"{name} must hold integers, got dtype {value.dtype}")
+
+
+def check_range(name: str, value: np.ndarray, low: int, high: int, allowed: tuple[int, ...] = ()) -> None:
+    """Every entry in [low, high) or in ``allowed`` (e.g. -100 for ignored labels)."""
+    if value.size == 0:
+        return
+    bad = (value < low) | (value >= high)
+    for a in allowed:
+        bad &= value != a
+    if bad.any():
+        first = value[bad].flat[0]
+        extra = f" or one of {allowed}" if allowed else ""
+        raise ValueError(f"{name} holds {first}, outside the allowed range [{low}, {high - 1}]{extra}")
+
+
+def check_shape(name: str, value: np.ndarray, shape: tuple[int, ...], like: str) -> None:
+    if value.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {value.shape}, expected {tuple(shape)} (the shape of {like})")
+
+
+def token_ids(name: str, value: Any, vocab_size: int, rank: int = 2, layout: str = "[batch, seq]") -> np.ndarray:
+    arr = as_array(name, value)
+    check_rank(name, arr, rank, layout)
+    check_int(name, arr)
+    if 0 in arr.shape:
+        raise ValueError(f"{name} has shape {arr.shape}: batch and sequence must be non-empty")
+    check_range(name, arr, 0, vocab_size)
+    return arr
+
+
+def binary_mask(name: str, value: Any, shape: tuple[int, ...], like: str = "input_ids") -> np.ndarray:
+    arr = as_array(name, value)
+    check_shape(name, arr, shape, like)
+    check_int(name, arr)
+    check_range(name, arr.astype(np.int64), 0, 2)
+    return arr

@@ -1,0 +1,83 @@
+"""Declarative HF <-> param-tree name mapping, one table per family, used in both directions.
+
+A :class:`Rule` ties one HF tensor name (``{i}`` = layer index of a stacked layer) to one param path and
+says how the array changes on the way (``transform``). Loading runs each rule forwards; saving runs it
+backwards, so the two directions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable, Sequence
+
+import numpy as np
+
+# name -> (hf array -> param array, param array -> hf array, param shape -> hf shape)
+TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "none": (lambda a: a, lambda a: a, lambda s: s),
+    # torch Linear weight (out, in) <-> Flax kernel (in, out)
+    "transpose": (lambda a: a.T, lambda a: a.T, lambda s: s[::-1]),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    hf: str  # HF name below the backbone prefix (or the full name if not on the backbone); "{i}" = layer
+    path: tuple[str, ...]  # param-tree path; stacked rules point at a leaf with a leading layer axis
+    transform: str = "none"
+    on_backbone: bool = True  # the HF name takes the head's backbone prefix ("model.", "transformer.", ...)
+
+    @property
+    def stacked(self) -> bool:
+        return "{i}" in self.hf
+
+    def hf_names(self, prefix: str, num_layers: int) -> list[str]:
+        name = (prefix if self.on_backbone else "") + self.hf
+        return [name.format(i=i) for i in range(num_layers)] if self.stacked else [name]
+
+    def hf_shape(self, param_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = param_shape[1:] if self.stacked else param_shape
+        return tuple(TRANSFORMS[self.transform][2](tuple(shape)))
+
+    def to_param(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        fwd = TRANSFORMS[self.transform][0]
+        return np.stack([fwd(a) for a in arrays]) if self.stacked else fwd(arrays[0])
+
+    def to_hf(self, array: np.ndarray) -> list[np.ndarray]:
+        back = TRANSFORMS[self.transform][1]
+        return [back(a) for a in array] if self.stacked else [back(array)]
+
+
+def dense_rules(hf: str, path: tuple[str, ...], *, bias: bool, on_backbone: bool = True) -> list[Rule]:
+    """The weight (transposed into a kernel) and optional bias of one torch Linear."""
+    rules = [Rule(f"{hf}.weight", path + ("kernel",), "transpose", on_backbone)]
+    if bias:
+        rules.append(Rule(f"{hf}.bias", path + ("bias",), "none", on_backbone))
+    return rules
+
+
+def get_path(tree: dict, path: tuple[str, ...]):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def set_path(tree: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[path[-1]] = value
+
+
+def tree_paths(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.extend(tree_paths(value, prefix + (key,)))
+        else:
+            out.append(prefix + (key,))
+    return out
+
+
+def matches_any(name: str, patterns: Sequence[str]) -> bool:
+    return any(re.fullmatch(p, name) for p in patterns)

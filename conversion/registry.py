@@ -1,0 +1,48 @@
+"""ARCHITECTURES: every HF head class of the zoo -> its family, head function, init and name table."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from common.model import HeadSpec
+from conversion import llama as llama_table
+from llama_jax import inputs as llama_inputs
+from llama_jax import model as llama
+from llama_jax.config import LlamaConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    spec: HeadSpec
+    family: str
+    config_class: type
+    init_params: Callable  # (config, key, dtype, head) -> params
+    rules: Callable  # (config, head) -> list[Rule]
+    ignored: Callable  # (config, head) -> regexes of HF keys to drop on load
+    backbone_prefix: str  # prefix of the backbone's keys in this head's state_dict
+
+    @property
+    def head(self) -> str:
+        return self.spec.head
+
+
+def _llama(hf_class: str, head: str, forward, prefix: str, generative: bool = False) -> Architecture:
+    spec = HeadSpec(hf_class, head, forward, llama_inputs.validate_inputs,
+                    init_cache=llama.init_cache if generative else None,
+                    cached_step=llama.cached_step if generative else None,
+                    max_positions=llama_inputs.max_positions)
+    return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.spec.hf_class: a
+    for a in (
+        _llama("LlamaModel", "model", llama.llama_model, ""),
+        _llama("LlamaForCausalLM", "causal_lm", llama.llama_causal_lm, "model.", generative=True),
+        _llama("LlamaForSequenceClassification", "sequence_classification", llama.llama_sequence_classification, "model."),
+        _llama("LlamaForTokenClassification", "token_classification", llama.llama_token_classification, "model."),
+        # HF keeps the old "transformer." prefix for this head.
+        _llama("LlamaForQuestionAnswering", "question_answering", llama.llama_question_answering, "transformer."),
+    )
+}

@@ -1,0 +1,56 @@
+"""Validation of the inputs of every Llama head (host side, before anything is traced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from common import validation as V
+from common.losses import IGNORE_INDEX
+from llama_jax.config import LlamaConfig
+
+
+def max_positions(config: LlamaConfig) -> int | None:
+    """Largest allowed position + 1, or None where the rope type is made to extrapolate (dynamic NTK)."""
+    return None if config.rope.rope_type == "dynamic" else config.max_position_embeddings
+
+
+def validate_inputs(config: LlamaConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
+    out: dict[str, np.ndarray] = {}
+    ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
+    b, t = ids.shape
+    out["input_ids"] = ids.astype(np.int32)
+    limit = max_positions(config)
+    if inputs.get("attention_mask") is not None:
+        out["attention_mask"] = V.binary_mask("attention_mask", inputs["attention_mask"], ids.shape).astype(np.int32)
+    if inputs.get("position_ids") is not None:
+        pos = V.as_array("position_ids", inputs["position_ids"])
+        V.check_shape("position_ids", pos, ids.shape, "input_ids")
+        V.check_int("position_ids", pos)
+        V.check_range("position_ids", pos, 0, limit if limit is not None else np.iinfo(np.int32).max)
+        out["position_ids"] = pos.astype(np.int32)
+    elif limit is not None and t > limit:
+        raise ValueError(f"input_ids has sequence length {t}, past max_position_embeddings={limit}; "
+                         f"the allowed range is [1, {limit}]")
+    if inputs.get("labels") is not None:
+        labels = V.as_array("labels", inputs["labels"])
+        if head == "sequence_classification":
+            V.check_shape("labels", labels, (b,) if labels.ndim == 1 else (b, config.num_labels), "[batch] or [batch, num_labels]")
+            if np.issubdtype(labels.dtype, np.integer) and config.num_labels > 1:
+                V.check_range("labels", labels, 0, config.num_labels)
+            out["labels"] = labels if not np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int32)
+        else:
+            V.check_shape("labels", labels, ids.shape, "input_ids")
+            V.check_int("labels", labels)
+            high = config.vocab_size if head == "causal_lm" else config.num_labels
+            V.check_range("labels", labels, 0, high, allowed=(IGNORE_INDEX,))
+            out["labels"] = labels.astype(np.int32)
+    for name in ("start_positions", "end_positions"):
+        if inputs.get(name) is not None:
+            pos = V.as_array(name, inputs[name])
+            V.check_shape(name, pos, (b,), "[batch]")
+            V.check_int(name, pos)
+            out[name] = pos.astype(np.int32)
+    return out

@@ -1,0 +1,266 @@
+"""Llama as pure functions: ``init_params`` and one function per HF head class.
+
+Param tree (L = num_hidden_layers, H = hidden, Q = heads * head_dim, K = kv_heads * head_dim, I = intermediate):
+
+    embed_tokens/embedding              [V, H]
+    layers/input_layernorm/scale        [L, H]
+    layers/attn/{q,k,v}_proj/kernel     [L, H, Q|K|K]   (+ bias [L, Q|K|K] if attention_bias)
+    layers/attn/o_proj/kernel           [L, Q, H]       (+ bias [L, H] if attention_bias)
+    layers/post_attention_layernorm/scale [L, H]
+    layers/mlp/{gate,up}_proj/kernel    [L, H, I]       (+ bias if mlp_bias)
+    layers/mlp/down_proj/kernel         [L, I, H]
+    norm/scale                          [H]
+    lm_head/kernel [H, V] (causal LM, untied) | score [H, labels] (+bias for tokens) | qa_outputs [H, 2]
+
+Every head function has the signature ``f(params, config, input_ids, attention_mask=None, position_ids=None,
+..., *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from common import layers as L
+from common.attention import attention, causal_mask
+from common.losses import causal_lm_loss, cross_entropy, sequence_classification_loss, span_loss
+from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
+                            TokenClassifierOutput)
+from common.remat import remat
+from common.rope import apply_rope, rope_cos_sin
+from llama_jax.config import LlamaConfig
+
+HEADS = ("model", "causal_lm", "sequence_classification", "token_classification", "question_answering")
+
+
+# ------------------------------------------------------------------------------------------- init
+def init_params(config: LlamaConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
+    """Random params with HF's init (normal(0, initializer_range), norms at 1, biases at 0)."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+    c, std = config, config.initializer_range
+    h, q, kv, i, n = c.hidden_size, c.num_attention_heads * c.dim_per_head, c.kv_heads * c.dim_per_head, \
+        c.intermediate_size, c.num_hidden_layers
+    k_embed, k_layers, k_head = jax.random.split(key, 3)
+
+    def one_layer(k):
+        ks = jax.random.split(k, 7)
+        dense = functools.partial(L.init_dense, std=std, dtype=dtype)
+        return {
+            "input_layernorm": L.init_rms_norm(h, dtype),
+            "attn": {
+                "q_proj": dense(ks[0], h, q, bias=c.attention_bias),
+                "k_proj": dense(ks[1], h, kv, bias=c.attention_bias),
+                "v_proj": dense(ks[2], h, kv, bias=c.attention_bias),
+                "o_proj": dense(ks[3], q, h, bias=c.attention_bias),
+            },
+            "post_attention_layernorm": L.init_rms_norm(h, dtype),
+            "mlp": {
+                "gate_proj": dense(ks[4], h, i, bias=c.mlp_bias),
+                "up_proj": dense(ks[5], h, i, bias=c.mlp_bias),
+                "down_proj": dense(ks[6], i, h, bias=c.mlp_bias),
+            },
+        }
+
+    params = {
+        "embed_tokens": L.init_embedding(k_embed, c.vocab_size, h, std=std, dtype=dtype),
+        "layers": jax.vmap(one_layer)(jax.random.split(k_layers, n)),
+        "norm": L.init_rms_norm(h, dtype),
+    }
+    if head == "causal_lm" and not c.tie_word_embeddings:
+        params["lm_head"] = L.init_dense(k_head, h, c.vocab_size, bias=False, std=std, dtype=dtype)
+    elif head == "sequence_classification":
+        params["score"] = L.init_dense(k_head, h, c.num_labels, bias=False, std=std, dtype=dtype)
+    elif head == "token_classification":
+        params["score"] = L.init_dense(k_head, h, c.num_labels, bias=c.token_classification_bias, std=std, dtype=dtype)
+    elif head == "question_answering":
+        params["qa_outputs"] = L.init_dense(k_head, h, 2, bias=True, std=std, dtype=dtype)
+    return params
+
+
+# ---------------------------------------------------------------------------------------- blocks
+def compute_dtype(params, config: LlamaConfig):
+    return jnp.dtype(config.compute_dtype) if config.compute_dtype else params["embed_tokens"]["embedding"].dtype
+
+
+def _attention_block(p, config: LlamaConfig, x, cos, sin, kv, mask, *, deterministic, rng, output_attentions):
+    """x: [B, T, H]. kv: None (attend to this call's tokens) or (write, read): write(k, v) stores the new
+    keys/values in the cache and read() returns the full key/value buffers to attend over."""
+    b, t, _ = x.shape
+    d = config.dim_per_head
+    q = L.dense(p["q_proj"], x).reshape(b, t, config.num_attention_heads, d)
+    k = L.dense(p["k_proj"], x).reshape(b, t, config.kv_heads, d)
+    v = L.dense(p["v_proj"], x).reshape(b, t, config.kv_heads, d)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    if kv is not None:
+        k, v = kv(k, v)
+    out, probs = attention(
+        q, k, v, mask, scale=d ** -0.5, impl=config.attention_impl, dropout_rate=config.attention_dropout,
+        deterministic=deterministic, rng=rng, return_probs=output_attentions,
+    )
+    return L.dense(p["o_proj"], out.reshape(b, t, -1)), probs
+
+
+def _mlp(p, config: LlamaConfig, x):
+    act = L.activation(config.hidden_act)
+    return L.dense(p["down_proj"], act(L.dense(p["gate_proj"], x)) * L.dense(p["up_proj"], x))
+
+
+def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, position_ids=None, cache=None, *,
+            deterministic=True, rng=None, output_hidden_states=False, output_attentions=False):
+    """The LlamaModel stack.
+
+    input_ids: [B, T] int; attention_mask: [B, T] (1 keep, 0 pad) or None; position_ids: [B, T] or None
+    (HF's default arange(T) + cache offset). cache: None, or a dict from :func:`init_cache` into which this
+    call's keys/values are written at ``cache["index"]``.
+    Returns (BaseModelOutput, new cache or None).
+    """
+    b, t = input_ids.shape
+    dtype = compute_dtype(params, config)
+    x = L.embed(params["embed_tokens"], input_ids, dtype)
+    new_mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
+
+    if cache is None:
+        query_slots = jnp.arange(t)
+        mask = causal_mask(new_mask, query_slots)
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(t), (b, t))
+    else:
+        index = cache["index"]
+        query_slots = index + jnp.arange(t)
+        key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_mask, (0, index))
+        mask = causal_mask(key_valid, query_slots)
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(query_slots, (b, t))
+    cos, sin = rope_cos_sin(config.rope, config.dim_per_head, config.max_position_embeddings, position_ids)
+
+    def layer(carry, xs):
+        h, ck, cv = carry
+        p, i = xs
+        kv = None
+        if cache is not None:
+            def kv(k, v):
+                nonlocal ck, cv
+                ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (i, 0, index, 0, 0))
+                cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (i, 0, index, 0, 0))
+                return ck[i].astype(dtype), cv[i].astype(dtype)
+        a, probs = _attention_block(p["attn"], config, L.rms_norm(p["input_layernorm"], h, config.rms_norm_eps),
+                                    cos, sin, kv, mask, deterministic=deterministic, rng=L.fold_rng(rng, i),
+                                    output_attentions=output_attentions)
+        h = h + a
+        h = h + _mlp(p["mlp"], config, L.rms_norm(p["post_attention_layernorm"], h, config.rms_norm_eps))
+        return (h, ck, cv), (h if output_hidden_states else None, probs)
+
+    ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
+    xs = (params["layers"], jnp.arange(config.num_hidden_layers))
+    (x_out, ck, cv), (per_layer, probs) = jax.lax.scan(remat(layer, config.remat_policy), (x, ck, cv), xs)
+    last = L.rms_norm(params["norm"], x_out, config.rms_norm_eps)
+
+    hidden_states = None
+    if output_hidden_states:
+        # HF: (embeddings, outputs of layers 1..L-1, final-norm output).
+        hidden_states = (x,) + tuple(per_layer[j] for j in range(config.num_hidden_layers - 1)) + (last,)
+    attentions = tuple(probs[j] for j in range(config.num_hidden_layers)) if output_attentions else None
+    new_cache = None
+    if cache is not None:
+        new_cache = {"k": ck, "v": cv, "valid": key_valid, "index": index + t}
+    return BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions), new_cache
+
+
+def lm_logits(params, config: LlamaConfig, hidden):
+    """hidden: [..., H] -> logits [..., V] through lm_head, or the embedding matrix when tied."""
+    if config.tie_word_embeddings:
+        return hidden @ params["embed_tokens"]["embedding"].astype(hidden.dtype).T
+    return L.dense(params["lm_head"], hidden)
+
+
+# ----------------------------------------------------------------------------------------- heads
+def llama_model(params, config, input_ids, attention_mask=None, position_ids=None, *, deterministic=True, rng=None,
+                output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+    """LlamaModel. last_hidden_state: [B, T, H] (after the final norm)."""
+    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
+                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    return out
+
+
+def llama_causal_lm(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
+                    logits_to_keep: int = 0, deterministic=True, rng=None, output_hidden_states=False,
+                    output_attentions=False) -> CausalLMOutput:
+    """LlamaForCausalLM. logits: [B, T, V] ([B, logits_to_keep, V] if > 0). loss: HF's shifted CE over labels != -100."""
+    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
+                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    hidden = out.last_hidden_state if logits_to_keep == 0 else out.last_hidden_state[:, -logits_to_keep:]
+    logits = lm_logits(params, config, hidden)
+    loss = causal_lm_loss(logits, labels) if labels is not None else None
+    return CausalLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def pooled_index(config: LlamaConfig, input_ids):
+    """Index of the token a sequence-classification head reads per row: HF's rightmost non-pad token."""
+    b, t = input_ids.shape
+    if config.pad_token_id is None:
+        if b != 1:
+            raise ValueError(f"input_ids has batch size {b}, but a config without pad_token_id can only pool batch size 1")
+        return jnp.full((b,), t - 1)
+    non_pad = (input_ids != config.pad_token_id).astype(jnp.int32)
+    return jnp.argmax(jnp.arange(t) * non_pad, axis=-1)
+
+
+def llama_sequence_classification(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
+                                  deterministic=True, rng=None, output_hidden_states=False,
+                                  output_attentions=False) -> SequenceClassifierOutput:
+    """LlamaForSequenceClassification. logits: [B, num_labels], read at the last non-pad token."""
+    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
+                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    idx = pooled_index(config, input_ids)
+    pooled_hidden = jnp.take_along_axis(out.last_hidden_state, idx[:, None, None], axis=1)[:, 0]
+    logits = L.dense(params["score"], pooled_hidden)
+    loss = None
+    if labels is not None:
+        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def llama_token_classification(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
+                               deterministic=True, rng=None, output_hidden_states=False,
+                               output_attentions=False) -> TokenClassifierOutput:
+    """LlamaForTokenClassification. logits: [B, T, num_labels]."""
+    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic,
+                     rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
+                     output_attentions=output_attentions)
+    hidden = L.dropout(out.last_hidden_state, config.token_dropout, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    logits = L.dense(params["score"], hidden)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def llama_question_answering(params, config, input_ids, attention_mask=None, position_ids=None, start_positions=None,
+                             end_positions=None, *, deterministic=True, rng=None, output_hidden_states=False,
+                             output_attentions=False) -> QuestionAnsweringOutput:
+    """LlamaForQuestionAnswering. start_logits, end_logits: [B, T]."""
+    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
+                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    logits = L.dense(params["qa_outputs"], out.last_hidden_state)
+    start, end = logits[..., 0], logits[..., 1]
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start, end, start_positions, end_positions)
+    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
+                                   attentions=out.attentions)
+
+
+# ------------------------------------------------------------------------------------ generation
+def init_cache(config: LlamaConfig, batch: int, length: int, dtype) -> dict:
+    """Empty KV cache: k/v [L, B, length, kv_heads, head_dim], valid [B, length] bool, index (int32 scalar)."""
+    shape = (config.num_hidden_layers, batch, length, config.kv_heads, config.dim_per_head)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype), "valid": jnp.zeros((batch, length), bool),
+            "index": jnp.zeros((), jnp.int32)}
+
+
+def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position_ids, cache):
+    """One prefill or decode step: writes T new tokens at cache["index"] and returns
+    (next-token logits [B, V] float32 from the last position, new cache)."""
+    out, cache = decoder(params, config, input_ids, attention_mask, position_ids, cache)
+    return lm_logits(params, config, out.last_hidden_state[:, -1]).astype(jnp.float32), cache

@@ -1,0 +1,258 @@
+"""Llama tokenizers on the `tokenizers` library, giving the ids of transformers 5.x `AutoTokenizer`.
+
+Two kinds of `tokenizer.json` exist for Llama checkpoints:
+
+* Llama 1/2 ("sentencepiece" kind): SentencePiece-style BPE with byte fallback, `<unk>`/`<s>`/`</s>`.
+  The files carry the legacy pipeline (normalizer Prepend("▁") + Replace(" ", "▁")), but transformers 5.x
+  `LlamaTokenizer` ignores it and rebuilds the tokenizer from the vocabulary and merges: no normalizer, a
+  `Metaspace` pre-tokenizer, a fixed decoder, added tokens from `tokenizer_config.json`. We rebuild it the
+  same way, because the file's own pipeline gives other ids after inline special tokens ("hello</s>world")
+  and for leading spaces.
+* Llama 3 ("byte_level" kind): tiktoken-style byte-level BPE. transformers loads it as-is
+  (`TokenizersBackend`), and so do we.
+
+Detection rule, from the files' contents (the rule `AutoTokenizer` applies):
+    1. `tokenizer.json` has a `ByteLevel` component in its pre-tokenizer, decoder or post-processor
+       -> byte_level, used as-is;
+    2. otherwise, if `tokenizer_config.json` names a `tokenizer_class` other than `LlamaTokenizer[Fast]`
+       (e.g. "PreTrainedTokenizerFast"), transformers uses the file as-is and so do we;
+    3. otherwise (class `LlamaTokenizer[Fast]` or no class given) -> sentencepiece, rebuilt as above.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+
+_LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+_SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+_ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _has_byte_level(component) -> bool:
+    """True when a serialized pipeline component (possibly a nested Sequence) contains a ByteLevel step."""
+    if isinstance(component, dict):
+        return component.get("type") == "ByteLevel" or any(_has_byte_level(v) for v in component.values())
+    if isinstance(component, list):
+        return any(_has_byte_level(v) for v in component)
+    return False
+
+
+def _as_added_token(value, special: bool | None = None) -> AddedToken | str | None:
+    """tokenizer_config.json stores tokens as strings or AddedToken dicts (with or without "__type")."""
+    if isinstance(value, dict):
+        fields = {k: v for k, v in value.items() if k in _ADDED_TOKEN_FIELDS}
+        if special is not None:
+            fields["special"] = special
+        return AddedToken(**fields)
+    return value
+
+
+def _token_key(token: AddedToken) -> tuple:
+    return tuple(getattr(token, f) for f in _ADDED_TOKEN_FIELDS)
+
+
+def _rebuild_sentencepiece(spec: dict, config: dict) -> Tokenizer:
+    """The pipeline transformers 5.x `LlamaTokenizer.__init__` builds from the file's vocab and merges."""
+    model = spec["model"]
+    if model.get("type", "BPE") != "BPE":
+        raise ValueError(f"tokenizer.json: model type {model.get('type')!r} is not supported, expected 'BPE'")
+    rebuilt = dict(spec)
+    # LlamaTokenizer passes only vocab, merges, fuse_unk and byte_fallback to BPE: the file's unk_token,
+    # ignore_merges etc. are dropped, and added tokens come from tokenizer_config.json (see _add_tokens).
+    rebuilt["model"] = {
+        "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+        "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+        "vocab": model["vocab"], "merges": model["merges"],
+    }
+    rebuilt.update(normalizer=None, pre_tokenizer=None, decoder=None, added_tokens=[],
+                   truncation=None, padding=None)
+    tok = Tokenizer.from_str(json.dumps(rebuilt))
+
+    add_prefix_space = config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else add_prefix_space
+    # transformers' _get_prepend_scheme: a missing/None `legacy` counts as False (LlamaTokenizer's default).
+    scheme = ("always" if config.get("legacy") else "first") if add_prefix_space else "never"
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if add_prefix_space:
+        steps.append(decoders.Strip(content=" ", left=1))
+    tok.decoder = decoders.Sequence(steps)
+    if tok.post_processor is None:
+        # transformers drops add_bos_token/add_eos_token from the config when tokenizer.json exists, so a
+        # file without a post-processor gets a template with neither.
+        tok.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    return tok
+
+
+class LlamaTokenizer:
+    """Llama 1/2/3 tokenizer matching transformers 5.x `AutoTokenizer` ids (see the module docstring).
+
+    Attributes:
+        bos_token_id, eos_token_id, pad_token_id: ids of the named special tokens, or None.
+        vocab_size: number of ids the tokenizer can produce (largest id + 1, added tokens included; equals
+            `len(AutoTokenizer...)`, which for Llama 3 is 128256 where HF's `.vocab_size` says 128000).
+        padding_side: default side for batch padding, "left" unless the files say otherwise.
+        kind: "sentencepiece" (rebuilt pipeline) or "byte_level" / "as_is" (file used unchanged).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, special_tokens: dict[str, str | None], padding_side: str, kind: str):
+        self._tokenizer = tokenizer
+        self.kind = kind
+        self.padding_side = _check_padding_side(padding_side)
+        self.special_tokens = special_tokens
+        ids = {name: (tokenizer.token_to_id(tok) if tok is not None else None) for name, tok in special_tokens.items()}
+        self.bos_token_id: int | None = ids.get("bos_token")
+        self.eos_token_id: int | None = ids.get("eos_token")
+        self.pad_token_id: int | None = ids.get("pad_token")
+        self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "LlamaTokenizer":
+        """Read `tokenizer.json` (required), `tokenizer_config.json` and `special_tokens_map.json` from a directory."""
+        directory = Path(directory)
+        if not (directory / "tokenizer.json").is_file():
+            raise ValueError(f"directory: no tokenizer.json in {str(directory)!r}")
+        spec = _read_json(directory / "tokenizer.json")
+        config = _read_json(directory / "tokenizer_config.json")
+        added_decoder = config.get("added_tokens_decoder")
+        if added_decoder is None:
+            # transformers reads special_tokens_map.json and tokenizer.json's added tokens only when the config
+            # has no added_tokens_decoder, and then the map's entries override the config's.
+            special_map = _read_json(directory / "special_tokens_map.json")
+            config.update({k: _as_added_token(v, special=True) if k in _SPECIAL_NAMES else v
+                           for k, v in special_map.items()})
+            added = [_as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
+        else:
+            added = [_as_added_token(added_decoder[k]) for k in sorted(added_decoder, key=int)]
+
+        byte_level = any(_has_byte_level(spec.get(k)) for k in ("pre_tokenizer", "decoder", "post_processor"))
+        declared = config.get("tokenizer_class")
+        if byte_level or (declared is not None and declared not in _LLAMA_CLASSES):
+            kind = "byte_level" if byte_level else "as_is"
+            tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            defaults = {}
+        else:
+            kind = "sentencepiece"
+            tok = _rebuild_sentencepiece(spec, config)
+            defaults = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+        tok.no_truncation()
+        tok.no_padding()
+
+        padding = spec.get("padding") or {}
+        named = {name: _as_added_token(config.get(name, defaults.get(name))) for name in _SPECIAL_NAMES}
+        if "pad_token" not in config and padding.get("pad_token"):
+            named["pad_token"] = padding["pad_token"]
+        # A named token that is listed as an added token takes that entry's flags, as in transformers.
+        by_content = {t.content: t for t in added}
+        named = {k: by_content.get(str(v), v) if v is not None else None for k, v in named.items()}
+        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+        extra = [_as_added_token(t) for t in extra] if isinstance(extra, list) else []
+        _add_tokens(tok, added, list(named.values()), extra)
+        tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
+
+        padding_side = config.get("padding_side") or padding.get("direction", "left").lower()
+        special_tokens = {k: (str(v) if v is not None else None) for k, v in named.items()}
+        return cls(tok, special_tokens, padding_side, kind)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of one text, shape [seq]; with `add_special_tokens` the file's template adds BOS (and EOS)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text: expected a str, got {type(text).__name__}")
+        return self._tokenizer.encode(text, add_special_tokens=bool(add_special_tokens)).ids
+
+    def __call__(self, texts: str | list[str], add_special_tokens: bool = True,
+                 padding_side: str | None = None) -> dict[str, np.ndarray]:
+        """Tokenize a text or a batch, padded to the longest sequence.
+
+        Returns {"input_ids": int32 [batch, seq], "attention_mask": int32 [batch, seq]} (batch = 1 for a str),
+        padded with pad_token_id (else eos_token_id, else 0) on `padding_side` (default `self.padding_side`).
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"texts: expected a str or a list of str, got {_describe(texts)}")
+        if not texts:
+            raise ValueError("texts: got an empty list, expected at least one text")
+        side = self.padding_side if padding_side is None else _check_padding_side(padding_side)
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=bool(add_special_tokens))
+        length = max(len(e.ids) for e in encodings)
+        pad_id = next((i for i in (self.pad_token_id, self.eos_token_id) if i is not None), 0)
+        input_ids = np.full((len(encodings), length), pad_id, dtype=np.int32)
+        attention_mask = np.zeros((len(encodings), length), dtype=np.int32)
+        for row, enc in enumerate(encodings):
+            cols = slice(length - len(enc.ids), length) if side == "left" else slice(0, len(enc.ids))
+            input_ids[row, cols] = enc.ids
+            attention_mask[row, cols] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Text of one id sequence (int, list or 1-D array, shape [seq])."""
+        return self._tokenizer.decode(self._check_ids(ids, "ids"), skip_special_tokens=bool(skip_special_tokens))
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+        """Texts of a batch of id sequences (list of sequences or 2-D array [batch, seq])."""
+        if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
+            raise ValueError(f"sequences: expected a batch of id sequences, got {_describe(sequences)}")
+        checked = [self._check_ids(seq, f"sequences[{i}]") for i, seq in enumerate(sequences)]
+        return self._tokenizer.decode_batch(checked, skip_special_tokens=bool(skip_special_tokens))
+
+    def _check_ids(self, ids, name: str) -> list[int]:
+        # tokenizers silently skips unknown ids; an id past the vocabulary is a caller bug, so say so.
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"{name}: expected integer token ids, got {_describe(ids)}")
+        arr = np.asarray(ids)
+        if arr.ndim > 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name}: expected a sequence of integer token ids, got {_describe(ids)}")
+        flat = arr.reshape(-1).astype(np.int64)
+        bad = flat[(flat < 0) | (flat >= self.vocab_size)]
+        if bad.size:
+            raise ValueError(f"{name}: token id {int(bad[0])} is out of range [0, {self.vocab_size})")
+        return flat.tolist()
+
+
+def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
+    """Register added, named special and extra special tokens as TokenizersBackend.__init__ does.
+
+    Same order and flags: listed added tokens not yet in the backend first, then named and extra special
+    tokens whose text is not there yet; a listed token that is also a named one is made special.
+    """
+    present = tok.get_added_tokens_decoder().values()
+    present_keys = {_token_key(t) for t in present}
+    pending = [t for t in added if isinstance(t, AddedToken) and _token_key(t) not in present_keys]
+    contents = {t.content for t in present} | {t.content for t in pending}
+    for token in named + extra:
+        if token is not None and str(token) not in contents:
+            contents.add(str(token))
+            pending.append(AddedToken(token, special=True) if isinstance(token, str) else token)
+    named_contents = {str(t) for t in named if t is not None}
+    for token in pending:
+        if not token.special and token.content in named_contents:
+            token.special = True
+    if pending:
+        tok.add_tokens(pending)
+
+
+def _check_padding_side(padding_side) -> str:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
+    return padding_side
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)) and value:
+        odd = next((v for v in value if not isinstance(v, str)), value[0])
+        return f"{type(value).__name__} containing {type(odd).__name__} {odd!r}"[:80]
+    return f"{type(value).__name__} {value!r}"[:80]
