@@ -1,0 +1,74 @@
+"""Tiny random transformers Llama checkpoints for tests (built locally; nothing from the Hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+
+HF_CLASSES = {
+    "model": "LlamaModel",
+    "causal_lm": "LlamaForCausalLM",
+    "sequence_classification": "LlamaForSequenceClassification",
+    "token_classification": "LlamaForTokenClassification",
+    "question_answering": "LlamaForQuestionAnswering",
+}
+
+# HF's own tiny tester config (CausalLMModelTester), with GQA and a pad token.
+TINY = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, hidden_act="gelu", pad_token_id=0, bos_token_id=1,
+            eos_token_id=2, num_labels=3)
+
+ROPES = {
+    "default": {"rope_type": "default", "rope_theta": 10000.0},
+    "linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+    "dynamic": {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 3.0},
+    "llama3": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+    "yarn": {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16},
+    "longrope": {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 8,
+                 "short_factor": [1.0 + 0.1 * i for i in range(4)], "long_factor": [2.0 + 0.5 * i for i in range(4)]},
+}
+
+
+def hf_config(**overrides) -> transformers.LlamaConfig:
+    kwargs = dict(TINY)
+    kwargs.update(overrides)
+    cfg = transformers.LlamaConfig(**kwargs)
+    cfg._attn_implementation = "eager"  # eager is HF's reference math (and returns attentions)
+    return cfg
+
+
+def hf_model(head: str, seed: int = 0, **overrides) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = getattr(transformers, HF_CLASSES[head])(hf_config(**overrides)).eval()
+    # Random init leaves norms at 1 and biases at 0; perturb them so the mapping of every tensor is tested.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def save_hf(model: torch.nn.Module, directory: Path, **kwargs) -> Path:
+    model.save_pretrained(directory, **kwargs)
+    return directory
+
+
+def left_padded_batch(vocab: int = 99, lengths=(7, 4, 5), pad: int = 0, seed: int = 0):
+    """Odd lengths, left padding: ids [B, T] (pads = pad), mask [B, T] int64."""
+    rng = np.random.default_rng(seed)
+    t = max(lengths)
+    ids = np.full((len(lengths), t), pad, np.int64)
+    mask = np.zeros((len(lengths), t), np.int64)
+    for b, n in enumerate(lengths):
+        ids[b, t - n:] = rng.integers(3, vocab, n)
+        mask[b, t - n:] = 1
+    return ids, mask
+
+
+def torch_out(model, **inputs):
+    with torch.no_grad():
+        return model(**{k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()})
