@@ -12,18 +12,20 @@ Two kinds of `tokenizer.json` exist for Llama checkpoints:
   (`TokenizersBackend`), and so do we.
 
 Detection rule, from the files' contents (the rule `AutoTokenizer` applies):
-    1. `tokenizer.json` has a `ByteLevel` component in its pre-tokenizer, decoder or post-processor
-       -> byte_level, used as-is;
-    2. otherwise, if `tokenizer_config.json` names a `tokenizer_class` other than `LlamaTokenizer[Fast]`
-       (e.g. "PreTrainedTokenizerFast"), transformers uses the file as-is and so do we;
-    3. otherwise (class `LlamaTokenizer[Fast]` or no class given) -> sentencepiece, rebuilt as above.
+    1. `tokenizer.json` has a `ByteLevel` step in its pre-tokenizer, decoder or post-processor
+       -> "byte_level": used as-is (transformers does so even when the repo declares `LlamaTokenizer`);
+    2. otherwise, `tokenizer_class` in tokenizer_config.json (else config.json) is `LlamaTokenizer[Fast]`
+       -> "sentencepiece": rebuilt as above;
+    3. otherwise (another class such as "PreTrainedTokenizerFast", or no class at all: 5.x registers no
+       tokenizer for model type "llama") -> "as_is": transformers' generic backend uses the file unchanged,
+       legacy normalizer included, and so do we.
+The model must be BPE in every case.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +69,9 @@ def _token_key(token: AddedToken) -> tuple:
 def _rebuild_sentencepiece(spec: dict, config: dict) -> Tokenizer:
     """The pipeline transformers 5.x `LlamaTokenizer.__init__` builds from the file's vocab and merges."""
     model = spec["model"]
-    if model.get("type", "BPE") != "BPE":
-        raise ValueError(f"tokenizer.json: model type {model.get('type')!r} is not supported, expected 'BPE'")
     rebuilt = dict(spec)
     # LlamaTokenizer passes only vocab, merges, fuse_unk and byte_fallback to BPE: the file's unk_token,
-    # ignore_merges etc. are dropped, and added tokens come from tokenizer_config.json (see _add_tokens).
+    # ignore_merges etc. are dropped, and the added tokens are registered again afterwards (see _add_tokens).
     rebuilt["model"] = {
         "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
         "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
@@ -126,7 +126,10 @@ class LlamaTokenizer:
         if not (directory / "tokenizer.json").is_file():
             raise ValueError(f"directory: no tokenizer.json in {str(directory)!r}")
         spec = _read_json(directory / "tokenizer.json")
+        if spec.get("model", {}).get("type", "BPE") != "BPE":
+            raise ValueError(f"directory: tokenizer.json holds a {spec['model']['type']!r} model, Llama needs 'BPE'")
         config = _read_json(directory / "tokenizer_config.json")
+        declared = config.get("tokenizer_class") or _read_json(directory / "config.json").get("tokenizer_class")
         added_decoder = config.get("added_tokens_decoder")
         if added_decoder is None:
             # transformers reads special_tokens_map.json and tokenizer.json's added tokens only when the config
@@ -139,8 +142,7 @@ class LlamaTokenizer:
             added = [_as_added_token(added_decoder[k]) for k in sorted(added_decoder, key=int)]
 
         byte_level = any(_has_byte_level(spec.get(k)) for k in ("pre_tokenizer", "decoder", "post_processor"))
-        declared = config.get("tokenizer_class")
-        if byte_level or (declared is not None and declared not in _LLAMA_CLASSES):
+        if byte_level or declared not in _LLAMA_CLASSES:
             kind = "byte_level" if byte_level else "as_is"
             tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
             defaults = {}

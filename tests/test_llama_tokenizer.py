@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+import transformers  # the oracle every test compares against
 from llama_jax.tokenizer import LlamaTokenizer
-
-transformers = pytest.importorskip("transformers")
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
@@ -53,6 +52,7 @@ TEXTS = [
     "def f(x):\n    return x ** 2  # comment",
     "▁already▁metaspace",
     "<|begin_of_text|>hi<|eot_id|> there",
+    "[INST] hi <pad> there [/INST]",
     "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>",
 ]
 
@@ -117,7 +117,8 @@ def _write_spm(directory, spm_model, config, special_map=None, post_processor=Tr
                                                            special_tokens=[("<s>", 1)])
     directory.mkdir(parents=True, exist_ok=True)
     tok.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    if config is not None:
+        (directory / "tokenizer_config.json").write_text(json.dumps(config))
     if special_map is not None:
         (directory / "special_tokens_map.json").write_text(json.dumps(special_map))
     (directory / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"],
@@ -166,7 +167,14 @@ VARIANTS = {
     "llama2_pad_no_template": ("spm", {**LLAMA2_DECODER_CONFIG, "pad_token": "<pad>", "padding_side": "left",
                                        "additional_special_tokens": ["<extra_0>"]},
                                {"post_processor": False, "extra_added": ["[INST]"]}, "sentencepiece"),
+    "llama2_minimal_config": ("spm", {"tokenizer_class": "LlamaTokenizer"}, {}, "sentencepiece"),
+    "llama2_special_map": ("spm", {"tokenizer_class": "LlamaTokenizer", "pad_token": None},
+                           {"special_map": {"pad_token": _token_dict("<unk>"), "eos_token": "</s>"}}, "sentencepiece"),
+    "llama2_named_added": ("spm", {**LLAMA2_CONFIG, "pad_token": "<pad>"}, {"extra_added": ["<pad>", "[INST]"]},
+                           "sentencepiece"),
     "llama2_declared_fast": ("spm", {**LLAMA2_CONFIG, "tokenizer_class": "PreTrainedTokenizerFast"}, {}, "as_is"),
+    "llama2_no_class": ("spm", {k: v for k, v in LLAMA2_CONFIG.items() if k != "tokenizer_class"}, {}, "as_is"),
+    "llama2_no_config": ("spm", None, {}, "as_is"),
     "llama3": ("byte_level", LLAMA3_CONFIG, {}, "byte_level"),
     "llama3_instruct_llama_class": ("byte_level", {**LLAMA3_CONFIG, "eos_token": "<|eot_id|>",
                                                    "tokenizer_class": "LlamaTokenizer", "padding_side": "right"},
@@ -174,26 +182,38 @@ VARIANTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def load(tmp_path_factory, spm_model, byte_level_model):
+    """load(variant) -> (ours, transformers', variant, directory); each variant is written and loaded once."""
+    cache = {}
+
+    def _load(name):
+        if name not in cache:
+            style, config, options, _ = VARIANTS[name]
+            directory = tmp_path_factory.mktemp(name)
+            if style == "spm":
+                _write_spm(directory, spm_model, copy.deepcopy(config), **options)
+            else:
+                _write_byte_level(directory, byte_level_model, copy.deepcopy(config))
+            ours = LlamaTokenizer.from_pretrained(directory)
+            theirs = transformers.AutoTokenizer.from_pretrained(str(directory))
+            cache[name] = (ours, theirs, name, directory)
+        return cache[name]
+
+    return _load
+
+
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def pair(request, tmp_path_factory, spm_model, byte_level_model):
-    """(ours, transformers', variant name, directory) for one tokenizer directory."""
-    style, config, options, _ = VARIANTS[request.param]
-    directory = tmp_path_factory.mktemp(request.param)
-    if style == "spm":
-        _write_spm(directory, spm_model, copy.deepcopy(config), **options)
-    else:
-        _write_byte_level(directory, byte_level_model, copy.deepcopy(config))
-    ours = LlamaTokenizer.from_pretrained(directory)
-    theirs = transformers.AutoTokenizer.from_pretrained(str(directory))
-    return ours, theirs, request.param, directory
+def pair(request, load):
+    return load(request.param)
 
 
 def _with_pad(theirs):
-    """transformers refuses to pad without a pad token; ours falls back to eos, so give theirs the same."""
+    """transformers refuses to pad without a pad token; ours falls back to eos, then id 0: give theirs the same."""
     if theirs.pad_token is not None:
         return theirs
     theirs = copy.deepcopy(theirs)
-    theirs.pad_token = theirs.eos_token
+    theirs.pad_token = theirs.eos_token if theirs.eos_token is not None else theirs.convert_ids_to_tokens(0)
     return theirs
 
 
@@ -224,11 +244,9 @@ def test_encode_matches(pair, add_special_tokens):
         assert ours.encode(text, add_special_tokens=add_special_tokens) == expected, repr(text)
 
 
-def test_rebuild_differs_from_raw_file(pair):
+def test_rebuild_differs_from_raw_file(load):
     """Texts where the file's own legacy pipeline and transformers 5.x disagree are really exercised."""
-    ours, theirs, name, directory = pair
-    if name != "llama2":
-        pytest.skip("one sentencepiece variant is enough")
+    ours, theirs, _, directory = load("llama2")
     raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
     differing = [t for t in ("hello</s>world", " hello") if raw.encode(t).ids != theirs.encode(t)]
     assert differing == ["hello</s>world", " hello"]
@@ -250,8 +268,8 @@ def test_batch_padding_matches(pair, padding_side, add_special_tokens):
 
 def test_default_padding_side(pair):
     ours, theirs, name, _ = pair
-    config = VARIANTS[name][1]
-    if VARIANTS[name][0] == "spm" or "padding_side" in config:
+    config = VARIANTS[name][1] or {}
+    if ours.kind == "sentencepiece" or "padding_side" in config:
         assert ours.padding_side == theirs.padding_side
     else:  # transformers' generic backend pads right by default; Llama generation wants left.
         assert ours.padding_side == "left"
@@ -294,22 +312,18 @@ def test_decode_accepts_arrays(pair):
     assert ours.decode(5) == theirs.decode([5], skip_special_tokens=True)
 
 
-def test_byte_level_round_trip(pair):
-    ours, _, name, _ = pair
-    if VARIANTS[name][0] != "byte_level":
-        pytest.skip("byte-level BPE is lossless; SentencePiece drops the leading space by design")
+@pytest.mark.parametrize("name", [n for n, v in VARIANTS.items() if v[0] == "byte_level"])
+def test_byte_level_round_trip(load, name):
+    ours = load(name)[0]
     for text in TEXTS:
-        assert ours.decode(ours.encode(text), skip_special_tokens=False) == (
-            "<|begin_of_text|>" + text)
+        assert ours.decode(ours.encode(text), skip_special_tokens=False) == "<|begin_of_text|>" + text
 
 
 # ---------------------------------------------------------------------------------------------- bad inputs
 
 @pytest.fixture(scope="module")
-def llama2(tmp_path_factory, spm_model):
-    directory = tmp_path_factory.mktemp("bad_inputs")
-    _write_spm(directory, spm_model, copy.deepcopy(LLAMA2_CONFIG))
-    return LlamaTokenizer.from_pretrained(directory)
+def llama2(load):
+    return load("llama2")[0]
 
 
 @pytest.mark.parametrize("texts", [123, None, [1, 2], ["ok", 3], ("ok", b"bytes"), {"a": 1}])
@@ -362,5 +376,5 @@ def test_from_pretrained_requires_tokenizer_json(tmp_path):
 def test_from_pretrained_rejects_non_bpe(tmp_path):
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>"))
     tok.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(ValueError, match="tokenizer.json"):
+    with pytest.raises(ValueError, match="directory.*WordLevel"):
         LlamaTokenizer.from_pretrained(tmp_path)
