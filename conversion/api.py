@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from common.model import Model
 from conversion.io import CheckpointReader, write_safetensors
 from conversion.mapping import get_path, matches_any, set_path, tree_paths
+from conversion.orbax_io import is_orbax_dir, restore_params
 from conversion.registry import ARCHITECTURES, Architecture
 
 
@@ -104,7 +105,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
                     *, architecture: str | None = None, progress: bool = True) -> Model:
-    """Load an HF checkpoint directory (or Hub id) into a :class:`Model`.
+    """Load an HF checkpoint directory (or Hub id), or a directory made by ``jaxzoo convert``, into a Model.
 
     dtype: parameter dtype (e.g. jnp.float32, jnp.bfloat16); attention: "reference" | "blocked" | "pallas" |
     "auto"; architecture: override config.json's "architectures" (e.g. load a LlamaForCausalLM checkpoint's
@@ -117,7 +118,10 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     hf_config = read_json(directory / "config.json")
     arch = architecture_for(hf_config, architecture)
     config = arch.config_class.from_hf_dict(hf_config, attention_impl=attention)
-    params = load_params(CheckpointReader(directory), arch, config, dtype, progress=progress)
+    if is_orbax_dir(directory):
+        params = restore_params(directory, expected_tree(arch, config, dtype))
+    else:
+        params = load_params(CheckpointReader(directory), arch, config, dtype, progress=progress)
     gen_path = directory / "generation_config.json"
     generation_config = json.loads(gen_path.read_text()) if gen_path.exists() else None
     return Model(config, params, arch.spec, generation_config)

@@ -1,0 +1,136 @@
+"""The ``jaxzoo`` command line.
+
+    jaxzoo generate --checkpoint DIR --prompt TEXT [--max-new-tokens N] [--do-sample ...]
+    jaxzoo convert SRC DST            HF directory -> Orbax directory, or an Orbax directory -> HF directory
+    jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DTYPES = ("float32", "bfloat16")
+
+
+def _dtype(name: str):
+    import jax.numpy as jnp
+
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def cmd_generate(args) -> int:
+    import numpy as np
+
+    from conversion.api import from_pretrained, resolve_directory
+    from llama_jax.tokenizer import LlamaTokenizer
+
+    directory = resolve_directory(args.checkpoint)
+    model = from_pretrained(directory, dtype=_dtype(args.dtype), progress=not args.quiet)
+    if model.spec.cached_step is None:
+        raise SystemExit(f"error: {directory} holds a {model.architecture}, which does not generate text")
+    tokenizer = LlamaTokenizer.from_pretrained(directory)
+    batch = tokenizer(args.prompt)
+    start = time.perf_counter()
+    seqs = model.generate(batch["input_ids"], attention_mask=batch["attention_mask"],
+                          max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    seconds = time.perf_counter() - start
+    prompt_len = batch["input_ids"].shape[1]
+    for row, prompt in zip(seqs, args.prompt):
+        print(prompt + tokenizer.decode(row[prompt_len:], skip_special_tokens=True))
+    if not args.quiet:
+        new = int(np.prod(seqs[:, prompt_len:].shape))
+        print(f"[{new} tokens in {seconds:.2f} s including compilation]", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from conversion.api import from_pretrained, resolve_directory, save_pretrained
+    from conversion.orbax_io import copy_tokenizer_files, is_orbax_dir, save_orbax
+
+    src = resolve_directory(args.src)
+    dst = Path(args.dst)
+    model = from_pretrained(src, dtype=_dtype(args.dtype), progress=not args.quiet)
+    if is_orbax_dir(src):
+        save_pretrained(model, dst)
+        kind = "Hugging Face directory"
+    else:
+        hf_config = model.config.to_hf_dict()
+        hf_config["architectures"] = [model.architecture]
+        save_orbax(model.params, hf_config, dst, model.generation_config)
+        kind = "Orbax checkpoint"
+    copy_tokenizer_files(src, dst)
+    print(f"wrote {kind} of {model.architecture} to {dst}")
+    return 0
+
+
+def cmd_demo_checkpoint(args) -> int:
+    import jax
+
+    from common.model import Model
+    from common.tokenization import docs_corpus, train_byte_level_bpe
+    from conversion.api import save_pretrained
+    from conversion.registry import ARCHITECTURES
+    from llama_jax.config import LlamaConfig
+    from llama_jax.tokenizer import LlamaTokenizer
+
+    out = Path(args.dir)
+    train_byte_level_bpe(docs_corpus(), args.vocab_size, out)
+    tokenizer = LlamaTokenizer.from_pretrained(out)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    arch = ARCHITECTURES["LlamaForCausalLM"]
+    params = arch.init_params(config, jax.random.PRNGKey(args.seed), _dtype("float32"), arch.head)
+    save_pretrained(Model(config, params, arch.spec), out)
+    print(f"wrote a random-weight LlamaForCausalLM ({sum(x.size for x in jax.tree.leaves(params)) / 1e6:.1f}M params) "
+          f"and a {tokenizer.vocab_size}-token tokenizer to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxzoo", description="JAX model zoo: Llama, Longformer, LED, LiLT, XLM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate text from a causal LM checkpoint directory")
+    g.add_argument("--checkpoint", required=True, help="HF checkpoint directory (or Hub id), or a converted Orbax dir")
+    g.add_argument("--prompt", required=True, action="append", help="prompt text; repeat for a batch")
+    g.add_argument("--max-new-tokens", type=int, default=32)
+    g.add_argument("--do-sample", action="store_true", default=None, help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--dtype", choices=DTYPES, default="float32")
+    g.add_argument("--quiet", action="store_true", help="print only the generated text")
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("convert", help="HF directory -> Orbax checkpoint, or Orbax checkpoint -> HF directory")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--dtype", choices=DTYPES, default="float32")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("demo-checkpoint", help="write a small random-weight Llama and a locally trained tokenizer")
+    d.add_argument("dir")
+    d.add_argument("--vocab-size", type=int, default=4096)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo_checkpoint)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Orbax checkpoint directories: the param pytree (sharded-ready, via Orbax) + the HF config beside it.
+
+Layout of a converted directory::
+
+    DIR/config.json             HF config (with "architectures"), so the model is self-describing
+    DIR/generation_config.json  if the source had one
+    DIR/tokenizer*.json         copied from the source when present
+    DIR/params/                 Orbax StandardCheckpointer tree
+    DIR/jaxzoo.json             {"format": "orbax-params", "version": 1}: marks the directory as ours
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+MARKER = "jaxzoo.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+
+
+def is_orbax_dir(path: Path) -> bool:
+    return (Path(path) / MARKER).is_file() and (Path(path) / "params").is_dir()
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+
+
+def save_orbax(params, hf_config: dict, dst: Path, generation_config: dict | None = None) -> Path:
+    dst = Path(dst).absolute()
+    if (dst / "params").exists():
+        raise FileExistsError(f"{dst / 'params'} already exists; choose an empty destination")
+    dst.mkdir(parents=True, exist_ok=True)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(dst / "params", params)
+    checkpointer.wait_until_finished()
+    (dst / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+    if generation_config:
+        (dst / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
+    # Written last: a directory without the marker is never taken for a finished conversion.
+    (dst / MARKER).write_text(json.dumps({"format": "orbax-params", "version": 1}))
+    return dst
+
+
+def restore_params(src: Path, abstract_tree):
+    """Restore onto the shapes/dtypes (and shardings, if the abstract leaves carry them) of abstract_tree."""
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=getattr(s, "sharding", None)),
+                          abstract_tree)
+    return ocp.StandardCheckpointer().restore(Path(src).absolute() / "params", target)
