@@ -149,3 +149,36 @@ def test_save_refuses_wrong_tree_without_writing(tmp_path):
 
 def test_architectures_cover_llama_heads():
     assert set(HF_CLASSES.values()) <= set(conversion.ARCHITECTURES)
+
+
+def test_bin_without_torch_says_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    from conversion.io import CheckpointReader
+
+    d = tmp_path / "bin"
+    d.mkdir()
+    (d / "pytorch_model.bin").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(ImportError, match=r"needs torch \(pip install torch\)"):
+        CheckpointReader(d)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="could not fetch 'someorg/some-model' from the Hub"):
+        conversion.from_pretrained("someorg/some-model")
+
+
+def test_bf16_compute_over_float32_params(tmp_path):
+    import dataclasses
+
+    hf = hf_model("causal_lm")
+    ours = conversion.from_pretrained(save_hf(hf, tmp_path / "m"), progress=False)
+    mixed = Model(dataclasses.replace(ours.config, compute_dtype="bfloat16"), ours.params, ours.spec)
+    ids, mask = left_padded_batch()
+    out = mixed(input_ids=ids, attention_mask=mask).logits
+    assert out.dtype == jnp.bfloat16 and ours.params["norm"]["scale"].dtype == jnp.float32
+    ref = torch_out(hf, input_ids=ids, attention_mask=mask).logits.numpy()
+    diff = np.abs(np.asarray(out, np.float32) - ref)[mask.astype(bool)]
+    assert diff.max() < 0.1 * np.abs(ref).max()
