@@ -86,6 +86,7 @@ def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic
     scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     kept = dropout(probs, dropout_rate, deterministic=deterministic, rng=rng)
-    out = jnp.einsum("bgqk,bgkd->bgqd", kept.reshape(b, kvh, rep * tq, tk), vh)
+    out = jnp.einsum("bgqk,bgkd->bgqd", kept.reshape(b, kvh, rep * tq, tk), vh,
+                     preferred_element_type=jnp.float32).astype(q.dtype)
     out = out.reshape(b, kvh, rep, tq, d).transpose(0, 3, 1, 2, 4).reshape(b, tq, h, d)
     return out, (probs.reshape(b, h, tq, tk) if return_probs else None)

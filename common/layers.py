@@ -41,9 +41,28 @@ def init_layer_norm(dim: int, dtype) -> Params:
 
 
 # ----------------------------------------------------------------------------------------- apply
+def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x: [..., in] @ w: [in, out] -> [..., out] in x's dtype.
+
+    Low-precision inputs accumulate in float32 (more accurate, and on XLA:CPU it selects the fast bf16
+    kernels: ~2x the float32 GEMM rate instead of ~0.7x). XLA:CPU's bf16 matrix-*vector* path is ~10x
+    slower than its matrix-matrix path, so a single-row product (batch-1 decoding) is padded to two rows.
+    """
+    w = w.astype(x.dtype)
+    if x.dtype == jnp.float32 or x.dtype == jnp.float64:
+        return x @ w
+    lead, k = x.shape[:-1], x.shape[-1]
+    rows = math.prod(lead)
+    x2 = x.reshape(rows, k)
+    if rows == 1 and jax.default_backend() == "cpu":
+        x2 = jnp.pad(x2, ((0, 1), (0, 0)))
+    y = jnp.dot(x2, w, preferred_element_type=jnp.float32)[:rows]
+    return y.astype(x.dtype).reshape(*lead, w.shape[-1])
+
+
 def dense(p: Params, x: jax.Array) -> jax.Array:
     """x: [..., in] -> [..., out], computed in x's dtype."""
-    y = x @ p["kernel"].astype(x.dtype)
+    y = matmul(x, p["kernel"])
     if "bias" in p:
         y = y + p["bias"].astype(x.dtype)
     return y
@@ -127,7 +146,3 @@ def fold_rng(rng, *data: int):
     for d in data:
         rng = jax.random.fold_in(rng, d)
     return rng
-
-
-def default_std(dim: int) -> float:
-    return 1.0 / math.sqrt(dim)
