@@ -78,6 +78,7 @@ class Model:
         Unset settings come from the checkpoint's generation_config.json, then from HF's built-in defaults
         (greedy; when sampling, temperature 1, top_k 50, top_p 1). The prompt may be left-padded; without an
         attention_mask, pad tokens are masked as HF does (when pad_token_id is set and differs from eos).
+        ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
         """
         if self.spec.cached_step is None:
             raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM")
@@ -107,6 +108,7 @@ class Model:
         if limit is not None and ids.shape[1] + max_new_tokens > limit:
             raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} is past "
                              f"max_position_embeddings={limit}; the total must be <= {limit}")
-        dtype = jax.tree.leaves(self.params)[0].dtype
+        # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
+        dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
         return generate(self.params, cfg, ids, mask.astype(np.int32), init_cache=self.spec.init_cache,
                         cached_step=self.spec.cached_step, sampling=sampling, seed=seed, cache_dtype=dtype)
