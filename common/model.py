@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 from typing import Any, Callable
@@ -16,7 +17,10 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jax.sharding import NamedSharding, PartitionSpec
+
 from common.generation import SamplingConfig, generate
+from common.sharding import batch_sharding
 from common.validation import binary_mask
 
 FLAG_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic")
@@ -38,8 +42,9 @@ class HeadSpec:
 class Model:
     """A model ready to call: ``model(input_ids=..., ...)`` and, for generative heads, ``model.generate``."""
 
-    def __init__(self, config, params, spec: HeadSpec, generation_config: dict[str, Any] | None = None):
+    def __init__(self, config, params, spec: HeadSpec, generation_config: dict[str, Any] | None = None, mesh=None):
         self.config = config
+        self.mesh = mesh
         self.params = params
         self.spec = spec
         self.generation_config = dict(generation_config or {})
@@ -66,7 +71,21 @@ class Model:
         if not flags.get("deterministic", True) and rng is None:
             raise ValueError("deterministic=False (dropout on) needs an `rng` key")
         extra = {"rng": rng} if rng is not None else {}
-        return self._forward(self.params, config=self.config, **arrays, **flags, **extra)
+        if self.mesh is not None:
+            arrays = {k: self._place_batch(v) for k, v in arrays.items()}
+        with self._mesh_context():
+            return self._forward(self.params, config=self.config, **arrays, **flags, **extra)
+
+    def _mesh_context(self):
+        """Inside it, the model's sharding constraints refer to this model's mesh."""
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+    def _place_batch(self, array: np.ndarray):
+        """Split an input's batch dimension over data x fsdp when it divides evenly, else replicate it."""
+        split = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        sharding = batch_sharding(self.mesh, array.ndim) if array.shape[0] % split == 0 else \
+            NamedSharding(self.mesh, PartitionSpec())
+        return jax.device_put(array, sharding)
 
     # ---------------------------------------------------------------------------------- generate
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32, do_sample: bool | None = None,
@@ -110,5 +129,6 @@ class Model:
                              f"max_position_embeddings={limit}; the total must be <= {limit}")
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
-        return generate(self.params, cfg, ids, mask.astype(np.int32), init_cache=self.spec.init_cache,
-                        cached_step=self.spec.cached_step, sampling=sampling, seed=seed, cache_dtype=dtype)
+        with self._mesh_context():
+            return generate(self.params, cfg, ids, mask.astype(np.int32), init_cache=self.spec.init_cache,
+                            cached_step=self.spec.cached_step, sampling=sampling, seed=seed, cache_dtype=dtype)

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common.model import Model
+from common.sharding import param_shardings, place
 from conversion.io import CheckpointReader, write_safetensors
 from conversion.mapping import get_path, matches_any, set_path, tree_paths
 from conversion.orbax_io import is_orbax_dir, restore_params
@@ -83,16 +84,23 @@ def check_checkpoint(arch: Architecture, config, shapes: dict[str, tuple[int, ..
         raise CheckpointMismatchError("\n".join(parts))
 
 
-def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, progress: bool = True) -> dict:
-    """Read, transform, stack and cast every tensor, one rule at a time."""
+def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, mesh=None,
+                progress: bool = True) -> dict:
+    """Read, transform, stack and cast every tensor, one rule at a time.
+
+    With a mesh, each param goes straight to its sharding (the family's partition rules), and each device
+    receives only its shard: the host holds one param at a time, never the model twice.
+    """
     expected = expected_tree(arch, config, dtype)
     check_checkpoint(arch, config, reader.shapes, expected)
+    shardings = param_shardings(expected, arch.partition_rules, mesh) if mesh is not None else None
     rules = arch.rules(config, arch.head)
     params: dict = {}
     for rule in tqdm(rules, desc="loading tensors", unit="tensor", disable=not progress, leave=False):
         arrays = [reader.get(name) for name in rule.hf_names(arch.backbone_prefix, config.num_hidden_layers)]
         value = rule.to_param(arrays).astype(jnp.dtype(dtype))
-        set_path(params, rule.path, jax.device_put(value))
+        array = place(value, get_path(shardings, rule.path)) if shardings is not None else jax.device_put(value)
+        set_path(params, rule.path, array)
     return params
 
 
@@ -108,23 +116,25 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     """Load an HF checkpoint directory (or Hub id), or a directory made by ``jaxzoo convert``, into a Model.
 
     dtype: parameter dtype (e.g. jnp.float32, jnp.bfloat16); attention: "reference" | "blocked" | "pallas" |
-    "auto"; architecture: override config.json's "architectures" (e.g. load a LlamaForCausalLM checkpoint's
+    "auto"; mesh: a ``common.sharding.make_mesh`` mesh to place the params on by the family's partition rules
+    (then ``model(...)`` runs sharded); architecture: override config.json's "architectures" (e.g. load a LlamaForCausalLM checkpoint's
     backbone as "LlamaModel" is not possible: the names differ; pick the class the checkpoint was saved as).
     """
-    if mesh is not None:
-        raise NotImplementedError("mesh= placement needs the family's partition rules (common/sharding), which are "
-                                  "not part of this release yet; load without mesh and use jax.device_put")
     directory = resolve_directory(path_or_hub_id)
     hf_config = read_json(directory / "config.json")
     arch = architecture_for(hf_config, architecture)
     config = arch.config_class.from_hf_dict(hf_config, attention_impl=attention)
     if is_orbax_dir(directory):
-        params = restore_params(directory, expected_tree(arch, config, dtype))
+        target = expected_tree(arch, config, dtype)
+        if mesh is not None:
+            target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), target,
+                                  param_shardings(target, arch.partition_rules, mesh))
+        params = restore_params(directory, target)
     else:
-        params = load_params(CheckpointReader(directory), arch, config, dtype, progress=progress)
+        params = load_params(CheckpointReader(directory), arch, config, dtype, mesh=mesh, progress=progress)
     gen_path = directory / "generation_config.json"
     generation_config = json.loads(gen_path.read_text()) if gen_path.exists() else None
-    return Model(config, params, arch.spec, generation_config)
+    return Model(config, params, arch.spec, generation_config, mesh=mesh)
 
 
 # ---------------------------------------------------------------------------------------- saving

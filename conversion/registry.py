@@ -10,6 +10,7 @@ from conversion import llama as llama_table
 from llama_jax import inputs as llama_inputs
 from llama_jax import model as llama
 from llama_jax.config import LlamaConfig
+from llama_jax.sharding import PARTITION_RULES as LLAMA_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Architecture:
     rules: Callable  # (config, head) -> list[Rule]
     ignored: Callable  # (config, head) -> regexes of HF keys to drop on load
     backbone_prefix: str  # prefix of the backbone's keys in this head's state_dict
+    partition_rules: tuple  # (regex over param path, PartitionSpec) pairs, see common.sharding
 
     @property
     def head(self) -> str:
@@ -32,7 +34,8 @@ def _llama(hf_class: str, head: str, forward, prefix: str, generative: bool = Fa
                     init_cache=llama.init_cache if generative else None,
                     cached_step=llama.cached_step if generative else None,
                     max_positions=llama_inputs.max_positions)
-    return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix)
+    return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix,
+                        LLAMA_RULES)
 
 
 ARCHITECTURES: dict[str, Architecture] = {

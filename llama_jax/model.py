@@ -30,6 +30,7 @@ from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOu
                             TokenClassifierOutput)
 from common.remat import remat
 from common.rope import apply_rope, rope_cos_sin
+from common.sharding import BATCH, constrain
 from llama_jax.config import LlamaConfig
 
 HEADS = ("model", "causal_lm", "sequence_classification", "token_classification", "question_answering")
@@ -119,7 +120,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     """
     b, t = input_ids.shape
     dtype = compute_dtype(params, config)
-    x = L.embed(params["embed_tokens"], input_ids, dtype)
+    x = constrain(L.embed(params["embed_tokens"], input_ids, dtype), BATCH, None, None)
     new_mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
 
     if cache is None:
@@ -151,6 +152,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
                                     output_attentions=output_attentions)
         h = h + a
         h = h + _mlp(p["mlp"], config, L.rms_norm(p["post_attention_layernorm"], h, config.rms_norm_eps))
+        h = constrain(h, BATCH, None, None)  # keep the residual stream batch-sharded between layers
         return (h, ck, cv), (h if output_hidden_states else None, probs)
 
     ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
