@@ -81,9 +81,10 @@ def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic
     # Scores in float32 whatever the compute dtype; the scale is applied after the product, as HF does.
     scores = jnp.einsum("bgqd,bgkd->bgqk", qh, kh, preferred_element_type=jnp.float32) * scale
     scores = scores.reshape(b, kvh, rep, tq, tk)
-    # Masked scores become exactly finfo.min (HF adds finfo.min, which rounds to the same value), so a
-    # fully masked row is uniform like HF eager, never NaN.
-    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    # HF adds finfo.min to masked scores: s + min rounds to exactly min, so a fully masked row is uniform
+    # (HF eager's values, never NaN). Adding, rather than selecting min, also keeps HF's gradient: d/ds = 1
+    # through every score, which matters for those fully masked rows when their outputs reach a loss.
+    scores = scores + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :, :]
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     kept = dropout(probs, dropout_rate, deterministic=deterministic, rng=rng)
     out = jnp.einsum("bgqk,bgkd->bgqd", kept.reshape(b, kvh, rep * tq, tk), vh,

@@ -68,9 +68,15 @@ def dense(p: Params, x: jax.Array) -> jax.Array:
     return y
 
 
-def embed(p: Params, ids: jax.Array, dtype) -> jax.Array:
-    """ids: [...] int -> [..., dim]. Ids must be validated on the host first: XLA clamps bad gathers."""
-    return jnp.take(p["embedding"], ids, axis=0).astype(dtype)
+def embed(p: Params, ids: jax.Array, dtype, padding_idx: int | None = None) -> jax.Array:
+    """ids: [...] int -> [..., dim]. Ids must be validated on the host first: XLA clamps bad gathers.
+
+    ``padding_idx`` mirrors torch's ``nn.Embedding(padding_idx=...)``: that row receives no gradient.
+    """
+    x = jnp.take(p["embedding"], ids, axis=0).astype(dtype)
+    if padding_idx is not None:
+        x = jnp.where((ids == padding_idx)[..., None], jax.lax.stop_gradient(x), x)
+    return x
 
 
 def rms_norm(p: Params, x: jax.Array, eps: float) -> jax.Array:

@@ -120,7 +120,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     """
     b, t = input_ids.shape
     dtype = compute_dtype(params, config)
-    x = constrain(L.embed(params["embed_tokens"], input_ids, dtype), BATCH, None, None)
+    x = constrain(L.embed(params["embed_tokens"], input_ids, dtype, config.pad_token_id), BATCH, None, None)
     new_mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
 
     if cache is None:
