@@ -6,10 +6,11 @@ dict that the family does not model is kept verbatim in ``hf_extra`` (JSON-encod
 hashable and can be a static argument under ``jax.jit``), which makes ``from_hf_dict(d).to_hf_dict()``
 give back every key of ``d``.
 
-Three fields are runtime choices, not HF fields, and never reach ``config.json``:
+Four fields are runtime choices, not HF fields, and never reach ``config.json``:
 ``attention_impl`` (which attention implementation every layer uses), ``remat_policy`` (activation
-checkpointing of the scanned layer body) and ``compute_dtype`` (dtype of activations; ``None`` means the
-parameters' dtype).
+checkpointing of the scanned layer body), ``compute_dtype`` (dtype of activations; ``None`` means the
+parameters' dtype) and ``scan_layers`` (False unrolls the layer loop: same params and results, compile time
+growing with depth; for measuring, and for backends that fuse better across layers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Mapping
 ATTENTION_IMPLS = ("reference", "blocked", "pallas", "auto")
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 COMPUTE_DTYPES = (None, "float32", "bfloat16", "float16")
-RUNTIME_FIELDS = ("attention_impl", "remat_policy", "compute_dtype", "hf_extra")
+RUNTIME_FIELDS = ("attention_impl", "remat_policy", "compute_dtype", "scan_layers", "hf_extra")
 
 
 def config_error(name: str, value: Any, allowed: str) -> ValueError:
@@ -40,6 +41,7 @@ class ZooConfig:
     attention_impl: str = "reference"
     remat_policy: str = "none"
     compute_dtype: str | None = None
+    scan_layers: bool = True
     # Unmodelled HF keys, as sorted (key, json-encoded value) pairs.
     hf_extra: tuple[tuple[str, str], ...] = ()
 

@@ -157,7 +157,8 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
 
     ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
     xs = (params["layers"], jnp.arange(config.num_hidden_layers))
-    (x_out, ck, cv), (per_layer, probs) = jax.lax.scan(remat(layer, config.remat_policy), (x, ck, cv), xs)
+    (x_out, ck, cv), (per_layer, probs) = jax.lax.scan(remat(layer, config.remat_policy), (x, ck, cv), xs,
+                                                       unroll=1 if config.scan_layers else config.num_hidden_layers)
     last = L.rms_norm(params["norm"], x_out, config.rms_norm_eps)
 
     hidden_states = None

@@ -178,3 +178,11 @@ def test_scan_program_size_does_not_grow_with_depth():
 
     small, big = hlo_ops(4), hlo_ops(32)
     assert small == big, (small, big)
+
+
+def test_unrolled_layers_equal_scanned():
+    model = make("causal_lm")
+    ids, mask = left_padded_batch()
+    scanned = model(input_ids=ids, attention_mask=mask).logits
+    unrolled = Model(dataclasses.replace(CONFIG, scan_layers=False), model.params, model.spec)
+    np.testing.assert_array_equal(np.asarray(unrolled(input_ids=ids, attention_mask=mask).logits), np.asarray(scanned))
