@@ -50,7 +50,8 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     """
     w = w.astype(x.dtype)
     if x.dtype == jnp.float32 or x.dtype == jnp.float64:
-        return x @ w
+        lead = x.shape[:-1]
+        return _matmul_2d(x.reshape(-1, x.shape[-1]), w).reshape(*lead, w.shape[-1])
     lead, k = x.shape[:-1], x.shape[-1]
     rows = math.prod(lead)
     x2 = x.reshape(rows, k)
@@ -58,6 +59,29 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
         x2 = jnp.pad(x2, ((0, 1), (0, 0)))
     y = jnp.dot(x2, w, preferred_element_type=jnp.float32)[:rows]
     return y.astype(x.dtype).reshape(*lead, w.shape[-1])
+
+
+@jax.custom_vjp
+def _matmul_2d(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x: [n, in] @ w: [in, out], with a hand-written backward.
+
+    XLA:CPU differentiates ``x @ w`` into products over explicitly transposed copies of the cotangent
+    (e.g. a [vocab, tokens] copy for the LM head); contracting over the token axis directly is 2-3x faster.
+    """
+    return x @ w
+
+
+def _matmul_2d_fwd(x, w):
+    return x @ w, (x, w)
+
+
+def _matmul_2d_bwd(res, g):
+    x, w = res
+    return (jax.lax.dot_general(g, w, (((1,), (1,)), ((), ()))),  # g @ w.T  -> [n, in]
+            jax.lax.dot_general(x, g, (((0,), (0,)), ((), ()))))  # x.T @ g -> [in, out]
+
+
+_matmul_2d.defvjp(_matmul_2d_fwd, _matmul_2d_bwd)
 
 
 def dense(p: Params, x: jax.Array) -> jax.Array:
