@@ -3,11 +3,13 @@
     jaxzoo generate --checkpoint DIR --prompt TEXT [--max-new-tokens N] [--do-sample ...]
     jaxzoo convert SRC DST            HF directory -> Orbax directory, or an Orbax directory -> HF directory
     jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
+    jaxzoo train [--steps N ...]      pre-train a small Llama on local text (the main job; defaults built in)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -91,6 +93,33 @@ def cmd_demo_checkpoint(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from conversion.api import save_pretrained
+    from conversion.registry import ARCHITECTURES
+    from llama_jax.pretrain import PretrainConfig, run
+
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    run(cfg, ARCHITECTURES["LlamaForCausalLM"].spec, save_pretrained)
+    return 0
+
+
+def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per PretrainConfig field (--steps, --batch-size, --mesh 1,2,1, --resume, ...)."""
+    from common.sharding import parse_mesh
+    from llama_jax.pretrain import PretrainConfig
+
+    for f in dataclasses.fields(PretrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action="store_true", default=None)
+        elif f.name == "mesh":
+            parser.add_argument(flag, dest=f.name, type=parse_mesh, help=f"data,fsdp,tensor (default {default})")
+        else:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, dest=f.name, type=kind, help=f"default: {default}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxzoo", description="JAX model zoo: Llama, Longformer, LED, LiLT, XLM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--vocab-size", type=int, default=4096)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo_checkpoint)
+
+    t = sub.add_parser("train", help="pre-train a small Llama on a local corpus (pydoc texts by default)")
+    _add_pretrain_flags(t)
+    t.set_defaults(func=cmd_train)
     return parser
 
 
