@@ -329,18 +329,23 @@ def machine_info() -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small config, float32 only, fewer repetitions")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/llama_cpu.json; "
-                        "llama_cpu_quick.json with --quick, so a smoke test never overwrites a full run)")
+def parse_args_and_setup(argv, doc: str, stem: str, quick_help: str) -> argparse.Namespace:
+    """Shared CLI of the benchmarks: --quick, --out (default results/STEM.json, or STEM_quick.json with --quick,
+    so a smoke test never overwrites a full run); torch on every core, transformers quiet."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", default=None, help=f"JSON path (default benchmarks/results/{stem}.json)")
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = str(ROOT / "benchmarks" / "results" / ("llama_cpu_quick.json" if args.quick else "llama_cpu.json"))
-
+        args.out = str(ROOT / "benchmarks" / "results" / (f"{stem}_quick.json" if args.quick else f"{stem}.json"))
     torch.set_num_threads(os.cpu_count())
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args_and_setup(argv, __doc__, "llama_cpu", "small config, float32 only, fewer repetitions")
     settings = dict(QUICK if args.quick else FULL)
     configs = ["small"] if args.quick else ["small", "110m"]
     dtypes = ["float32"] if args.quick else ["float32", "bfloat16"]

@@ -43,7 +43,6 @@ The script exits with status 1 (after writing the JSON) if a shape's first-step 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import json
@@ -64,7 +63,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import conversion  # noqa: E402
-from benchmarks.bench_llama import CONFIGS, build_checkpoint, load_hf, machine_info, measure_floor, time_calls  # noqa: E402
+from benchmarks.bench_llama import (CONFIGS, build_checkpoint, load_hf, machine_info, measure_floor,  # noqa: E402
+                                    parse_args_and_setup, time_calls)
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step  # noqa: E402
 
 OPT = OptimizerConfig(learning_rate=1e-4, warmup_steps=10, total_steps=1000, weight_decay=0.1, clip_norm=1.0)
@@ -259,18 +259,7 @@ def print_compile(row, flush=False):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small config, 2x128 only, fewer repetitions")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/llama_train_cpu.json; "
-                        "llama_train_cpu_quick.json with --quick, so a smoke test never overwrites a full run)")
-    args = parser.parse_args(argv)
-    if args.out is None:
-        name = "llama_train_cpu_quick.json" if args.quick else "llama_train_cpu.json"
-        args.out = str(ROOT / "benchmarks" / "results" / name)
-
-    torch.set_num_threads(os.cpu_count())
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    args = parse_args_and_setup(argv, __doc__, "llama_train_cpu", "small config, 2x128 only, fewer repetitions")
     settings = dict(QUICK if args.quick else FULL)
     name = settings["config"]
     cfg = CONFIGS[name]
