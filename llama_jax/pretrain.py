@@ -9,6 +9,7 @@ that transformers loads. The default corpus is CPython's own pydoc topic texts, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -75,12 +76,16 @@ def split_rows(rows: np.ndarray, eval_fraction: float, seed: int) -> tuple[np.nd
     return rows[order[n_eval:]], rows[order[:n_eval]]
 
 
+@functools.partial(jax.jit, static_argnames="config")
+def _batch_loss(params, ids, config):
+    return llama_causal_lm(params, config, ids, labels=ids).loss
+
+
 def eval_loss(params, config, rows: np.ndarray, batch_size: int) -> float:
-    """Mean next-token loss (nats) over the held-out rows, weighted by tokens."""
-    fn = jax.jit(lambda p, ids: llama_causal_lm(p, config, ids, labels=ids).loss)
-    losses = [float(fn(params, rows[i:i + batch_size])) * len(rows[i:i + batch_size])
+    """Mean next-token loss (nats) over the held-out rows, in full batches (compiled once per config)."""
+    losses = [float(_batch_loss(params, rows[i:i + batch_size], config))
               for i in range(0, len(rows) - batch_size + 1, batch_size)]
-    return sum(losses) / (batch_size * len(losses))
+    return sum(losses) / len(losses)
 
 
 def plot_losses(history: list[tuple[int, float]], evals: list[tuple[int, float]], entropy: float, path: Path) -> None:
