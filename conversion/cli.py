@@ -104,6 +104,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _argparse_type(parse):
+    """argparse shows only ArgumentTypeError messages; keep ours (they name the allowed values)."""
+    def wrapped(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    wrapped.__name__ = parse.__name__
+    return wrapped
+
+
 def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per PretrainConfig field (--steps, --batch-size, --mesh 1,2,1, --resume, ...)."""
     from common.sharding import parse_mesh
@@ -114,7 +126,8 @@ def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, action="store_true", default=None)
         elif f.name == "mesh":
-            parser.add_argument(flag, dest=f.name, type=parse_mesh, help=f"data,fsdp,tensor (default {default})")
+            parser.add_argument(flag, dest=f.name, type=_argparse_type(parse_mesh),
+                                help=f"data,fsdp,tensor (default {default})")
         else:
             kind = type(default) if default is not None else str
             parser.add_argument(flag, dest=f.name, type=kind, help=f"default: {default}")

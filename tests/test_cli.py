@@ -58,3 +58,9 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert "not a checkpoint directory" in capsys.readouterr().err
     assert main(["demo-checkpoint", str(tmp_path / "d"), "--vocab-size", "10"]) == 2
     assert "vocab_size = 10 is invalid" in capsys.readouterr().err
+
+
+def test_train_flag_errors_name_the_allowed_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--mesh", "1,3"])
+    assert "expected three integers 'data,fsdp,tensor'" in capsys.readouterr().err
