@@ -1,0 +1,306 @@
+"""Longformer self-attention (sliding window + global tokens), HF ``LongformerSelfAttention`` semantics.
+
+One layer, pure functions over a param dict (Flax naming, kernels ``(in, out)``)::
+
+    {"query", "key", "value", "query_global", "key_global", "value_global"}: {"kernel": [H, H], "bias": [H]}
+
+Semantics (HF transformers 5.23, ``modeling_longformer.py``; LED's encoder attention is a verbatim copy).
+With w = one_sided_window, M = masked (padding) keys, G = global tokens (global AND not padding):
+
+- a non-global, non-padding query i takes ONE softmax over the band keys {j : |i-j| <= w} minus M and G,
+  plus every global token. A global key inside the band is counted once, in its global column: HF adds
+  ``finfo.min`` to the band score of every key whose merged mask is != 0 (masked or global), so the band
+  copy gets probability exactly 0. Scores use ``query``/``key`` (local projections, even for global keys),
+  values use ``value``; q is divided by sqrt(head_dim) after the bias, BEFORE the product.
+- a global query takes a softmax over all non-padding keys with ``query_global``/``key_global``/
+  ``value_global``; its result overwrites the local one.
+- a padding query outputs exactly 0 (HF zeroes its probabilities after the softmax).
+
+Masking values, as HF (they matter only for which rows are uniform and for gradients):
+- band keys that are padding or global: ``score + finfo.min`` (additive; rounds to finfo.min in f32);
+- band positions outside [0, T): ``-inf`` (HF's ``_mask_invalid_locations``);
+- padding global slots (rows with fewer than max_num_global globals): score SET to finfo.min;
+- global rows: padding keys and padding slots SET to finfo.min (so a padding slot's row is a uniform
+  1/T, which HF returns as-is in ``global_attentions``).
+No row is ever all ``-inf`` (the query's own position is always inside its band), so nothing is NaN.
+
+Outputs (HF's layouts after ``LongformerEncoder`` transposes them):
+- ``local_probs`` = HF ``attentions``: [B, heads, T, X + 2w + 1], X = max_num_global. Columns 0..X-1
+  are the global slots (ascending position order; 0 for padding slots), then band offsets -w..+w (self at
+  X + w; 0 for global, padding and out-of-range keys). Rows of global tokens and of padding are all 0.
+  When X == 0 there are no global columns.
+- ``global_probs`` = HF ``global_attentions``: [B, heads, T, X] (None when X == 0, as HF): entry
+  [b, h, j, g] is the probability that global slot g attends to key j; padding slots hold 1/T.
+Both are recorded after dropout, as HF does.
+
+The caller pads T to a multiple of 2 * one_sided_window (HF pads in ``LongformerModel``, not the layer).
+
+``max_num_global`` (X) must be static: HF's is data dependent (max over the batch of the number of global
+tokens). Leave it None to compute it on the host from concrete masks (what HF does); under ``jit`` pass
+it (e.g. :func:`count_max_num_global` on the host batch). A larger X only adds padding slots, which change
+nothing but the width of the returned probabilities; with a smaller X the global tokens beyond the first X
+of a row are treated as ordinary local tokens (consistently everywhere; never garbage).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.layers import dense, dropout, fold_rng
+from common.sharding import BATCH, constrain
+
+IMPLEMENTATIONS = ("reference", "blocked")
+PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
+
+_F32_MIN = float(jnp.finfo(jnp.float32).min)
+
+
+def resolve_impl(impl: str) -> str:
+    if impl == "auto":
+        return "blocked"
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"longformer attention implementation {impl!r} is unknown; "
+                         f"expected one of {IMPLEMENTATIONS + ('auto',)}")
+    return impl
+
+
+def count_max_num_global(attention_mask, global_mask) -> int:
+    """Host-side: the largest number of (non-padding) global tokens in any batch row (HF's
+    ``max_num_global_attn_indices``). attention_mask, global_mask: [B, T] bool, concrete."""
+    eff = np.asarray(global_mask, bool) & np.asarray(attention_mask, bool)
+    return int(eff.sum(axis=1).max()) if eff.size else 0
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _heads(x, num_heads):
+    """[B, T, H] -> heads-major [B, heads, T, head_dim]."""
+    b, t, h = x.shape
+    x = x.reshape(b, t, num_heads, h // num_heads).transpose(0, 2, 1, 3)
+    return constrain(x, BATCH, "tensor", None, None)
+
+
+def _global_slots(attention_mask, global_mask, x: int):
+    """Static-size gather plan for the global tokens.
+
+    Returns eff_global [B, T] bool (global, not padding, among the first x of its row), idx [B, x] int
+    (positions in ascending order, 0 in padding slots), slot_valid [B, x] bool, slot_of_pos [B, T] int
+    (the slot of each global position; clipped garbage elsewhere).
+    """
+    g = global_mask & attention_mask  # HF merge: mask * (global + 1), so a padding token is never global
+    rank = jnp.cumsum(g.astype(jnp.int32), axis=1)  # 1-based slot of each global position
+    eff = g & (rank <= x)
+    counts = jnp.sum(eff.astype(jnp.int32), axis=1)
+    slot_valid = jnp.arange(x)[None, :] < counts[:, None]
+    if x:
+        idx = jax.vmap(lambda row: jnp.nonzero(row, size=x, fill_value=0)[0])(eff)
+    else:
+        idx = jnp.zeros((attention_mask.shape[0], 0), jnp.int32)
+    slot_of_pos = jnp.clip(rank - 1, 0, max(x - 1, 0))
+    return eff, idx.astype(jnp.int32), slot_valid, slot_of_pos
+
+
+def _gather_rows(x, idx):
+    """x [B, heads, T, d], idx [B, X] -> [B, heads, X, d]."""
+    return jnp.take_along_axis(x, idx[:, None, :, None], axis=2)
+
+
+def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate, deterministic, rng):
+    """Global queries over all keys with the *_global projections: linear in T.
+
+    Returns (out [B, heads, X, d] in hidden's dtype, probs [B, heads, X, T] after dropout).
+    """
+    d = hidden.shape[-1] // num_heads
+    # HF gathers the global hidden states into zeroed slots, then projects them.
+    hg = jnp.take_along_axis(hidden, idx[:, :, None], axis=1)
+    hg = jnp.where(slot_valid[:, :, None], hg, jnp.zeros_like(hg))
+    qg = _heads(dense(p["query_global"], hg) / math.sqrt(d), num_heads)  # [B, heads, X, d]
+    kg = _heads(dense(p["key_global"], hidden), num_heads)  # [B, heads, T, d]
+    vg = _heads(dense(p["value_global"], hidden), num_heads)
+    s = jnp.einsum("bhxd,bhtd->bhxt", qg, kg, preferred_element_type=jnp.float32)
+    # HF assigns (not adds) finfo.min to padding slots' rows and to padding keys.
+    keep = slot_valid[:, None, :, None] & attention_mask[:, None, None, :]
+    s = jnp.where(keep, s, _F32_MIN)
+    probs = jax.nn.softmax(s, axis=-1).astype(hidden.dtype)
+    probs = dropout(probs, rate, deterministic=deterministic, rng=rng)
+    out = jnp.einsum("bhxt,bhtd->bhxd", probs, vg, preferred_element_type=jnp.float32).astype(hidden.dtype)
+    return out, probs
+
+
+def longformer_self_attention(p, hidden, *, num_heads: int, one_sided_window: int, attention_mask, global_mask,
+                              impl: str = "blocked", dropout_rate: float = 0.0, deterministic: bool = True,
+                              rng=None, output_attentions: bool = False, max_num_global: int | None = None):
+    """One Longformer self-attention layer, before the output dense.
+
+    hidden: [B, T, H]; attention_mask: [B, T] bool (False = padding); global_mask: [B, T] bool (True =
+    global). T must be a multiple of 2 * one_sided_window. Returns (out [B, T, H], local_probs
+    [B, heads, T, X + 2w + 1] or None, global_probs [B, heads, T, X] or None); see the module docstring.
+    """
+    impl = resolve_impl(impl)
+    b, t, h = hidden.shape
+    w = int(one_sided_window)
+    if w < 1:
+        raise ValueError(f"one_sided_window must be >= 1, got {one_sided_window}")
+    if h % num_heads:
+        raise ValueError(f"hidden size {h} is not a multiple of num_heads {num_heads}")
+    if t % (2 * w):
+        raise ValueError(f"sequence length {t} must be a multiple of 2 * one_sided_window = {2 * w}; "
+                         "pad it first (HF pads in LongformerModel)")
+    attention_mask = jnp.asarray(attention_mask, bool)
+    global_mask = jnp.asarray(global_mask, bool)
+    if attention_mask.shape != (b, t) or global_mask.shape != (b, t):
+        raise ValueError(f"attention_mask {attention_mask.shape} and global_mask {global_mask.shape} must be {(b, t)}")
+    if _is_concrete(attention_mask, global_mask):
+        needed = count_max_num_global(attention_mask, global_mask)
+        if max_num_global is None:
+            max_num_global = needed
+        elif max_num_global < needed:
+            raise ValueError(f"max_num_global={max_num_global} but a batch row has {needed} global tokens")
+    elif max_num_global is None:
+        raise ValueError("under jit, pass max_num_global (a static int, e.g. count_max_num_global(mask, gmask) "
+                         "computed on the host): the number of global slots must be static")
+    x = int(max_num_global)
+    if not deterministic and dropout_rate > 0.0 and rng is None:
+        raise ValueError("dropout with deterministic=False needs an `rng` key")
+    fn = _blocked if impl == "blocked" else _reference
+    return fn(p, hidden, num_heads=num_heads, w=w, x=x, attention_mask=attention_mask, global_mask=global_mask,
+              rate=dropout_rate, deterministic=deterministic, rng=rng, output_attentions=output_attentions)
+
+
+# ----------------------------------------------------------------------------------------- blocked
+def _blocks3(x, w):
+    """[B, heads, T, ...] -> [B, heads, n, 3w, ...]: key block c holds positions (c-1)w .. (c+2)w - 1,
+    zero-padded by one block at each end (those positions are masked structurally)."""
+    pad = [(0, 0)] * x.ndim
+    pad[2] = (w, w)
+    xp = jnp.pad(x, pad)
+    n = x.shape[2] // w
+    xp = xp.reshape(*x.shape[:2], n + 2, w, *x.shape[3:])
+    return jnp.concatenate([xp[:, :, :-2], xp[:, :, 1:-1], xp[:, :, 2:]], axis=3)
+
+
+def _band_structure(t, w):
+    """Static [n, w, 3w] bool: query r of block c may see key s of its 3w window (offset s - w - r in
+    [-w, w] and key position (c-1)w + s inside [0, T))."""
+    n = t // w
+    r = np.arange(w)[:, None]
+    s = np.arange(3 * w)[None, :]
+    in_band = (s >= r) & (s <= r + 2 * w)
+    pos = (np.arange(n)[:, None, None] - 1) * w + s[None]
+    return in_band[None] & (pos >= 0) & (pos < t)
+
+
+def _blocked(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, deterministic, rng,
+             output_attentions):
+    """O(T·w): query blocks of w against their 3w neighbouring keys plus X gathered global keys."""
+    b, t, h = hidden.shape
+    d = h // num_heads
+    n = t // w
+    eff_g, idx, slot_valid, slot_of_pos = _global_slots(attention_mask, global_mask, x)
+    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)  # HF scales q before the product
+    k = _heads(dense(p["key"], hidden), num_heads)
+    v = _heads(dense(p["value"], hidden), num_heads)
+
+    qb = q.reshape(b, num_heads, n, w, d)
+    kb, vb = _blocks3(k, w), _blocks3(v, w)  # [B, heads, n, 3w, d]
+    band = jnp.einsum("bhnqd,bhnkd->bhnqk", qb, kb, preferred_element_type=jnp.float32)  # [B, heads, n, w, 3w]
+    # HF: keys whose merged mask is != 0 (padding or global) get + finfo.min inside the band; a global key
+    # is thus counted once, in its global column below.
+    removed = ~attention_mask | eff_g
+    removed_b = _blocks3(removed[:, None, :], w)[:, 0]  # [B, n, 3w]
+    band = band + jnp.where(removed_b, _F32_MIN, 0.0)[:, None, :, None, :]
+    band = jnp.where(jnp.asarray(_band_structure(t, w))[None, None], band, -jnp.inf)
+    scores = band
+    if x:
+        kg = jnp.where(slot_valid[:, None, :, None], _gather_rows(k, idx), 0.0)  # [B, heads, X, d]
+        gcols = jnp.einsum("bhnqd,bhxd->bhnqx", qb, kg, preferred_element_type=jnp.float32)
+        gcols = jnp.where(slot_valid[:, None, None, None, :], gcols, _F32_MIN)  # HF sets padding slots
+        scores = jnp.concatenate([gcols, band], axis=-1)  # [B, heads, n, w, X + 3w]: one softmax
+    probs = jax.nn.softmax(scores, axis=-1)
+    qmask = attention_mask.reshape(b, 1, n, w, 1)
+    probs = jnp.where(qmask, probs, 0.0).astype(hidden.dtype)  # padding queries output exactly 0
+    probs = dropout(probs, rate, deterministic=deterministic, rng=fold_rng(rng, 0))
+    out = jnp.einsum("bhnqk,bhnkd->bhnqd", probs[..., x:], vb, preferred_element_type=jnp.float32)
+    if x:
+        vg = jnp.where(slot_valid[:, None, :, None], _gather_rows(v, idx), 0.0)
+        out = out + jnp.einsum("bhnqx,bhxd->bhnqd", probs[..., :x], vg, preferred_element_type=jnp.float32)
+    out = out.astype(hidden.dtype).reshape(b, num_heads, t, d)
+
+    gprobs = None
+    if x:
+        gout, gprobs = _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, rate=rate,
+                                    deterministic=deterministic, rng=fold_rng(rng, 1))
+        # Global rows overwrite the (wasted) local result: a gather by slot, no scatter.
+        from_slot = _gather_rows(gout, slot_of_pos)  # [B, heads, T, d]
+        out = jnp.where(eff_g[:, None, :, None], from_slot, out)
+    out = out.transpose(0, 2, 1, 3).reshape(b, t, h)
+    out = constrain(out, BATCH, None, None)
+    if not output_attentions:
+        return out, None, None
+
+    # Band layout: offset c - w (c = 0..2w) of query r sits at window column r + c.
+    cols = jnp.asarray(np.arange(w)[:, None] + np.arange(2 * w + 1)[None, :])
+    bandp = jnp.take_along_axis(probs[..., x:], cols[None, None, None], axis=-1)  # [B, heads, n, w, 2w+1]
+    local = jnp.concatenate([probs[..., :x], bandp], axis=-1).reshape(b, num_heads, t, x + 2 * w + 1)
+    local = jnp.where(eff_g[:, None, :, None], 0.0, local).astype(hidden.dtype)  # HF zeroes global rows
+    gp = None if gprobs is None else gprobs.transpose(0, 1, 3, 2)  # [B, heads, T, X]
+    return out, local, gp
+
+
+# --------------------------------------------------------------------------------------- reference
+def _reference(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, deterministic, rng,
+               output_attentions):
+    """Dense oracle: explicit [B, heads, T, T] scores with the set semantics, one softmax per row."""
+    b, t, h = hidden.shape
+    d = h // num_heads
+    eff_g, idx, slot_valid, _ = _global_slots(attention_mask, global_mask, x)
+    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)
+    k = _heads(dense(p["key"], hidden), num_heads)
+    v = _heads(dense(p["value"], hidden), num_heads)
+    pos = jnp.arange(t)
+    band = jnp.abs(pos[:, None] - pos[None, :]) <= w
+    allowed = (band[None] | eff_g[:, None, :]) & attention_mask[:, None, :]  # [B, T(q), T(k)]
+    s = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
+    s = s + jnp.where(allowed, 0.0, _F32_MIN)[:, None]
+    probs = jax.nn.softmax(s, axis=-1)
+    probs = jnp.where(attention_mask[:, None, :, None], probs, 0.0).astype(hidden.dtype)
+    probs = dropout(probs, rate, deterministic=deterministic, rng=fold_rng(rng, 0))
+    out = jnp.einsum("bhqk,bhkd->bhqd", probs, v, preferred_element_type=jnp.float32).astype(hidden.dtype)
+
+    # Global rows: every query through the *_global projections, over all non-padding keys.
+    qg = _heads(dense(p["query_global"], hidden) / math.sqrt(d), num_heads)
+    kg = _heads(dense(p["key_global"], hidden), num_heads)
+    vg = _heads(dense(p["value_global"], hidden), num_heads)
+    sg = jnp.einsum("bhqd,bhkd->bhqk", qg, kg, preferred_element_type=jnp.float32)
+    sg = jnp.where(attention_mask[:, None, None, :], sg, _F32_MIN)
+    pg = jax.nn.softmax(sg, axis=-1).astype(hidden.dtype)
+    pg = dropout(pg, rate, deterministic=deterministic, rng=fold_rng(rng, 1))
+    outg = jnp.einsum("bhqk,bhkd->bhqd", pg, vg, preferred_element_type=jnp.float32).astype(hidden.dtype)
+    out = jnp.where(eff_g[:, None, :, None], outg, out)
+    out = out.transpose(0, 2, 1, 3).reshape(b, t, h)
+    if not output_attentions:
+        return out, None, None
+
+    # HF layout: X global-slot columns, then band offsets -w..w (0 where the key is global or outside).
+    gcols = jnp.take_along_axis(probs, jnp.broadcast_to(idx[:, None, None, :], (b, num_heads, t, x)), axis=-1)
+    gcols = jnp.where(slot_valid[:, None, None, :], gcols, 0.0)
+    j = pos[:, None] + jnp.arange(-w, w + 1)[None, :]  # [T, 2w+1]
+    inside = (j >= 0) & (j < t)
+    bandp = jnp.take_along_axis(probs, jnp.broadcast_to(jnp.clip(j, 0, t - 1), (b, num_heads, t, 2 * w + 1)), -1)
+    key_global = jnp.take(eff_g, jnp.clip(j, 0, t - 1), axis=1)  # [B, T, 2w+1]
+    bandp = jnp.where(inside[None, None] & ~key_global[:, None], bandp, 0.0)
+    local = jnp.concatenate([gcols, bandp], axis=-1)
+    local = jnp.where(eff_g[:, None, :, None], 0.0, local).astype(hidden.dtype)
+    gp = None
+    if x:
+        rows = _gather_rows(pg, idx)  # [B, heads, X, T]
+        # HF's padding slots have all-finfo.min rows: a uniform 1/T (returned as-is in global_attentions).
+        rows = jnp.where(slot_valid[:, None, :, None], rows, jnp.asarray(1.0 / t, rows.dtype))
+        gp = rows.transpose(0, 1, 3, 2)
+    return out, local, gp
