@@ -23,7 +23,9 @@ from common.generation import SamplingConfig, generate
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
-FLAG_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic")
+# Arguments that are static under jit (Python values that shape the program). A family's input validator may
+# compute one on the host (e.g. Longformer's number of global-attention slots) and return it with the arrays.
+STATIC_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic", "max_num_global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +51,8 @@ class Model:
         self.spec = spec
         self.generation_config = dict(generation_config or {})
         sig = inspect.signature(spec.forward).parameters
-        self._static = tuple(name for name in FLAG_ARGS if name in sig)
-        self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + FLAG_ARGS)
+        self._static = tuple(name for name in STATIC_ARGS if name in sig)
+        self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + STATIC_ARGS)
         self._forward = jax.jit(spec.forward, static_argnames=("config",) + self._static)
 
     @property
@@ -68,6 +70,7 @@ class Model:
                              f"it takes {list(self._inputs) + list(self._static)}")
         flags = {k: kwargs.pop(k) for k in self._static if k in kwargs}
         arrays = self.spec.validate_inputs(self.config, self.spec.head, kwargs)
+        flags.update({k: arrays.pop(k) for k in list(arrays) if k in self._static})
         if not flags.get("deterministic", True) and rng is None:
             raise ValueError("deterministic=False (dropout on) needs an `rng` key")
         extra = {"rng": rng} if rng is not None else {}

@@ -49,3 +49,35 @@ ARCHITECTURES: dict[str, Architecture] = {
         _llama("LlamaForQuestionAnswering", "question_answering", llama.llama_question_answering, "transformer."),
     )
 }
+
+
+# ------------------------------------------------------------------------------------ Longformer
+from conversion import longformer as longformer_table  # noqa: E402
+from longformer_jax import inputs as longformer_inputs  # noqa: E402
+from longformer_jax import model as longformer  # noqa: E402
+from longformer_jax.config import LongformerConfig  # noqa: E402
+from longformer_jax.sharding import PARTITION_RULES as LONGFORMER_RULES  # noqa: E402
+
+
+def _longformer(hf_class: str, head: str, forward, prefix: str) -> Architecture:
+    spec = HeadSpec(hf_class, head, forward, longformer_inputs.validate_inputs,
+                    max_positions=longformer_inputs.max_positions)
+    return Architecture(spec, "longformer", LongformerConfig, longformer.init_params, longformer_table.rules,
+                        longformer_table.ignored, prefix, LONGFORMER_RULES)
+
+
+ARCHITECTURES.update({
+    a.spec.hf_class: a
+    for a in (
+        _longformer("LongformerModel", "model", longformer.longformer_model, ""),
+        _longformer("LongformerForMaskedLM", "masked_lm", longformer.longformer_masked_lm, "longformer."),
+        _longformer("LongformerForSequenceClassification", "sequence_classification",
+                    longformer.longformer_sequence_classification, "longformer."),
+        _longformer("LongformerForMultipleChoice", "multiple_choice", longformer.longformer_multiple_choice,
+                    "longformer."),
+        _longformer("LongformerForTokenClassification", "token_classification",
+                    longformer.longformer_token_classification, "longformer."),
+        _longformer("LongformerForQuestionAnswering", "question_answering",
+                    longformer.longformer_question_answering, "longformer."),
+    )
+})

@@ -1,0 +1,101 @@
+"""Validation of the inputs of every Longformer head (host side, before anything is traced).
+
+Besides checking ranges, this computes on the host what must be static under jit: the number of global
+attention slots (HF's ``max_num_global_attn_indices``), returned as the Python int ``max_num_global``, which
+``common.model.Model`` passes to the head as a static argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from common import validation as V
+from common.longformer_attention import count_max_num_global
+from common.losses import IGNORE_INDEX
+from longformer_jax.config import LongformerConfig
+from longformer_jax.model import default_global_attention_mask
+
+
+def max_positions(config: LongformerConfig) -> int:
+    """Largest position id + 1 (real tokens take pad_token_id + 1 + their index among non-pad tokens)."""
+    return config.max_position_embeddings
+
+
+def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
+    out: dict[str, np.ndarray] = {}
+    choice = head == "multiple_choice"
+    rank, layout = (3, "[batch, num_choices, seq]") if choice else (2, "[batch, seq]")
+    ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size, rank, layout)
+    out["input_ids"] = ids.astype(np.int32)
+    shape = ids.shape
+    t = shape[-1]
+    for name in ("attention_mask", "global_attention_mask"):
+        if inputs.get(name) is not None:
+            out[name] = V.binary_mask(name, inputs[name], shape).astype(np.int32)
+    if inputs.get("token_type_ids") is not None:
+        tt = V.as_array("token_type_ids", inputs["token_type_ids"])
+        V.check_shape("token_type_ids", tt, shape, "input_ids")
+        V.check_int("token_type_ids", tt)
+        V.check_range("token_type_ids", tt, 0, config.type_vocab_size)
+        out["token_type_ids"] = tt.astype(np.int32)
+    limit = max_positions(config)
+    if inputs.get("position_ids") is not None:
+        pos = V.as_array("position_ids", inputs["position_ids"])
+        V.check_shape("position_ids", pos, shape, "input_ids")
+        V.check_int("position_ids", pos)
+        V.check_range("position_ids", pos, 0, limit)
+        out["position_ids"] = pos.astype(np.int32)
+    else:
+        # RoBERTa positions run up to pad_token_id + (number of non-pad tokens in the row).
+        highest = config.pad_token_id + int((ids != config.pad_token_id).sum(axis=-1).max())
+        if highest >= limit:
+            raise ValueError(f"input_ids has {highest - config.pad_token_id} non-pad tokens in a row: position "
+                             f"{highest} is past max_position_embeddings={limit}; the allowed range is "
+                             f"[1, {limit - config.pad_token_id - 1}] tokens")
+
+    # The static number of global slots, as HF counts it (global AND attended, max over the (flattened) batch).
+    gmask = out.get("global_attention_mask")
+    if gmask is None and head in ("sequence_classification", "question_answering", "multiple_choice"):
+        if head != "sequence_classification":
+            seps = (ids == config.sep_token_id).sum(axis=-1)
+            if (seps != 3).any():
+                raise ValueError(f"input_ids: without a global_attention_mask, {head} puts global attention on the "
+                                 f"question, which needs exactly 3 sep tokens (sep_token_id={config.sep_token_id}) "
+                                 f"in every row; got counts {seps.reshape(-1).tolist()}; pass global_attention_mask")
+        gmask = default_global_attention_mask(config, head, ids)
+    amask = out.get("attention_mask")
+    amask = np.ones(shape, bool) if amask is None else amask.astype(bool)
+    gmask = np.zeros(shape, bool) if gmask is None else np.asarray(gmask, bool)
+    x = count_max_num_global(amask.reshape(-1, t), gmask.reshape(-1, t))
+    out["max_num_global"] = int(x)
+
+    b = shape[0]
+    if inputs.get("labels") is not None:
+        labels = V.as_array("labels", inputs["labels"])
+        if head == "sequence_classification":
+            V.check_shape("labels", labels, (b,) if labels.ndim == 1 else (b, config.num_labels),
+                          "[batch] or [batch, num_labels]")
+            if np.issubdtype(labels.dtype, np.integer) and config.num_labels > 1:
+                V.check_range("labels", labels, 0, config.num_labels)
+            out["labels"] = labels if not np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int32)
+        elif head == "multiple_choice":
+            V.check_shape("labels", labels, (b,), "[batch]")
+            V.check_int("labels", labels)
+            V.check_range("labels", labels, 0, shape[1], allowed=(IGNORE_INDEX,))
+            out["labels"] = labels.astype(np.int32)
+        else:
+            V.check_shape("labels", labels, shape, "input_ids")
+            V.check_int("labels", labels)
+            high = config.vocab_size if head == "masked_lm" else config.num_labels
+            V.check_range("labels", labels, 0, high, allowed=(IGNORE_INDEX,))
+            out["labels"] = labels.astype(np.int32)
+    for name in ("start_positions", "end_positions"):
+        if inputs.get(name) is not None:
+            pos = V.as_array(name, inputs[name])
+            V.check_shape(name, pos, (b,), "[batch]")
+            V.check_int(name, pos)
+            out[name] = pos.astype(np.int32)
+    return out

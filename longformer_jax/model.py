@@ -1,0 +1,370 @@
+"""Longformer as pure functions: ``init_params`` and one function per HF head class.
+
+Param tree (L = num_hidden_layers, H = hidden, I = intermediate, V = vocab, P = max positions, T = type vocab):
+
+    embeddings/{word_embeddings,position_embeddings,token_type_embeddings}/embedding   [V|P|T, H]
+    embeddings/layer_norm/{scale,bias}                                                  [H]
+    layers/attn/{query,key,value,query_global,key_global,value_global}/{kernel,bias}    [L, H, H], [L, H]
+    layers/attn_output/dense/{kernel,bias}, layers/attn_output/layer_norm/{scale,bias}
+    layers/intermediate/dense/{kernel [L, H, I], bias}
+    layers/output/dense/{kernel [L, I, H], bias}, layers/output/layer_norm/{scale,bias}
+    pooler/dense                       (model, multiple_choice)
+    lm_head/{dense, layer_norm, bias [V]} (+ decoder/kernel [H, V] when not tie_word_embeddings)  (masked_lm)
+    classifier/{dense, out_proj}       (sequence_classification)
+    classifier/{kernel, bias}          (multiple_choice [H, 1], token_classification [H, labels])
+    qa_outputs/{kernel [H, 2], bias}   (question_answering)
+
+Every head function has the signature ``f(params, config, input_ids, attention_mask=None,
+global_attention_mask=None, token_type_ids=None, position_ids=None, <labels...>, max_num_global=None, *,
+deterministic=True, rng=None, output_hidden_states=False, output_attentions=False)``.
+
+``max_num_global`` fixes the number of global-attention slots (HF's data-dependent ``max_num_global_attn_indices``),
+which must be static: an int, or an array whose LENGTH is that number (``validate_inputs`` builds one on the
+host, so the jitted ``Model`` sees it as a static shape). None computes it from concrete (non-traced) masks.
+
+Sequences are padded on the right to a multiple of max(attention_window) inside (ids = pad_token_id, mask 0),
+as HF does; hidden_states, attentions and logits come back un-padded, global_attentions keep the padded
+length (as HF).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import layers as L
+from common.longformer_attention import count_max_num_global, longformer_self_attention
+from common.losses import cross_entropy, sequence_classification_loss, span_loss
+from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
+                            TokenClassifierOutput)
+from common.remat import remat
+from common.sharding import BATCH, constrain
+from longformer_jax.config import LongformerConfig
+
+HEADS = ("model", "masked_lm", "sequence_classification", "multiple_choice", "token_classification",
+         "question_answering")
+PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
+
+
+# ------------------------------------------------------------------------------------------- init
+def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
+    """Random params with HF's init (normal(0, initializer_range), norms at 1, biases at 0)."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+    c, std = config, config.initializer_range
+    h, i, n = c.hidden_size, c.intermediate_size, c.num_hidden_layers
+    k_emb, k_layers, k_pool, k_head = jax.random.split(key, 4)
+    dense = functools.partial(L.init_dense, std=std, dtype=dtype)
+
+    def one_layer(k):
+        ks = jax.random.split(k, 9)
+        return {
+            "attn": {name: dense(ks[j], h, h, bias=True) for j, name in enumerate(PROJECTIONS)},
+            "attn_output": {"dense": dense(ks[6], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
+            "intermediate": {"dense": dense(ks[7], h, i, bias=True)},
+            "output": {"dense": dense(ks[8], i, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
+        }
+
+    ke = jax.random.split(k_emb, 3)
+    params = {
+        "embeddings": {
+            "word_embeddings": L.init_embedding(ke[0], c.vocab_size, h, std=std, dtype=dtype),
+            "position_embeddings": L.init_embedding(ke[1], c.max_position_embeddings, h, std=std, dtype=dtype),
+            "token_type_embeddings": L.init_embedding(ke[2], c.type_vocab_size, h, std=std, dtype=dtype),
+            "layer_norm": L.init_layer_norm(h, dtype),
+        },
+        "layers": jax.vmap(one_layer)(jax.random.split(k_layers, n)),
+    }
+    if head in ("model", "multiple_choice"):
+        params["pooler"] = {"dense": dense(k_pool, h, h, bias=True)}
+    kh = jax.random.split(k_head, 2)
+    if head == "masked_lm":
+        params["lm_head"] = {"dense": dense(kh[0], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype),
+                             "bias": jnp.zeros((c.vocab_size,), dtype)}
+        if not c.tie_word_embeddings:
+            params["lm_head"]["decoder"] = dense(kh[1], h, c.vocab_size, bias=False)
+    elif head == "sequence_classification":
+        params["classifier"] = {"dense": dense(kh[0], h, h, bias=True),
+                                "out_proj": dense(kh[1], h, c.num_labels, bias=True)}
+    elif head == "multiple_choice":
+        params["classifier"] = dense(kh[0], h, 1, bias=True)
+    elif head == "token_classification":
+        params["classifier"] = dense(kh[0], h, c.num_labels, bias=True)
+    elif head == "question_answering":
+        params["qa_outputs"] = dense(kh[0], h, 2, bias=True)
+    return params
+
+
+# ------------------------------------------------------------------------------ global-attention masks
+def question_end_index(input_ids, sep_token_id: int):
+    """Index of the first ``sep_token_id`` in each row (HF ``_get_question_end_index``); works on numpy or jax."""
+    xp = jnp if isinstance(input_ids, jax.Array) else np
+    return xp.argmax(input_ids == sep_token_id, axis=-1)
+
+
+def default_global_attention_mask(config: LongformerConfig, head: str, input_ids):
+    """HF's automatic global attention when ``global_attention_mask`` is None, or None for heads without one.
+
+    sequence_classification: the first token (<s>). question_answering: every position before the first
+    </s> (HF ``_compute_global_attention_mask(before_sep_token=True)``). multiple_choice ([B, C, T] ids):
+    per choice, every position after first </s> + 1 (``before_sep_token=False``).
+    """
+    xp = jnp if isinstance(input_ids, jax.Array) else np
+    t = input_ids.shape[-1]
+    pos = xp.arange(t)
+    if head == "sequence_classification":
+        return xp.broadcast_to(pos == 0, input_ids.shape)
+    if head == "question_answering":
+        return pos < question_end_index(input_ids, config.sep_token_id)[..., None]
+    if head == "multiple_choice":
+        return pos > question_end_index(input_ids, config.sep_token_id)[..., None] + 1
+    return None
+
+
+def _num_global_slots(max_num_global, attention_mask, global_mask) -> int:
+    """The static number of global slots: the given int, or counted from concrete (non-traced) masks."""
+    if max_num_global is None:
+        if isinstance(attention_mask, jax.core.Tracer) or isinstance(global_mask, jax.core.Tracer):
+            raise ValueError("under jit, pass max_num_global as a static int (count_max_num_global of the masks, "
+                             "as validate_inputs computes it): the number of global slots must be static")
+        return count_max_num_global(np.asarray(attention_mask), np.asarray(global_mask))
+    return int(max_num_global)
+
+
+# ---------------------------------------------------------------------------------------- blocks
+def compute_dtype(params, config: LongformerConfig):
+    return jnp.dtype(config.compute_dtype) if config.compute_dtype else \
+        params["embeddings"]["word_embeddings"]["embedding"].dtype
+
+
+def create_position_ids_from_input_ids(input_ids, padding_idx: int):
+    """RoBERTa positions: padding_idx + 1 + (count of non-pad tokens so far) for real tokens, padding_idx for pads."""
+    mask = (input_ids != padding_idx).astype(jnp.int32)
+    return jnp.cumsum(mask, axis=1) * mask + padding_idx
+
+
+def _embeddings(p, config: LongformerConfig, input_ids, token_type_ids, position_ids, dtype, *, deterministic, rng):
+    if position_ids is None:
+        position_ids = create_position_ids_from_input_ids(input_ids, config.pad_token_id)
+    x = (L.embed(p["word_embeddings"], input_ids, dtype, config.pad_token_id)
+         + L.embed(p["position_embeddings"], position_ids, dtype, config.pad_token_id)
+         + L.embed(p["token_type_embeddings"], token_type_ids, dtype))
+    x = L.layer_norm(p["layer_norm"], x, config.layer_norm_eps)
+    return L.dropout(x, config.hidden_dropout_prob, deterministic=deterministic, rng=rng)
+
+
+def _layer(p, config: LongformerConfig, h, window: int, attention_mask, global_mask, x_slots: int, *,
+           deterministic, rng, output_attentions):
+    """One LongformerLayer. h: [B, T, H] (T a multiple of window). Returns (h, local_probs, global_probs)."""
+    drop = functools.partial(L.dropout, rate=config.hidden_dropout_prob, deterministic=deterministic)
+    a, local_probs, global_probs = longformer_self_attention(
+        p["attn"], h, num_heads=config.num_attention_heads, one_sided_window=window // 2,
+        attention_mask=attention_mask, global_mask=global_mask, impl=config.attention_impl,
+        dropout_rate=config.attention_probs_dropout_prob, deterministic=deterministic, rng=L.fold_rng(rng, 0),
+        output_attentions=output_attentions, max_num_global=x_slots)
+    a = drop(L.dense(p["attn_output"]["dense"], a), rng=L.fold_rng(rng, 1))
+    h = L.layer_norm(p["attn_output"]["layer_norm"], a + h, config.layer_norm_eps)
+    inter = L.activation(config.hidden_act)(L.dense(p["intermediate"]["dense"], h))
+    out = drop(L.dense(p["output"]["dense"], inter), rng=L.fold_rng(rng, 2))
+    h = L.layer_norm(p["output"]["layer_norm"], out + h, config.layer_norm_eps)
+    return constrain(h, BATCH, None, None), local_probs, global_probs
+
+
+def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, global_attention_mask=None,
+            token_type_ids=None, position_ids=None, max_num_global=None, *, deterministic=True, rng=None,
+            output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+    """LongformerModel without the pooler. input_ids: [B, T]; masks: [B, T] (1/0); returns un-padded outputs."""
+    b, t = input_ids.shape
+    dtype = compute_dtype(params, config)
+    attention_mask = jnp.ones((b, t), bool) if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
+    global_mask = jnp.zeros((b, t), bool) if global_attention_mask is None else \
+        jnp.asarray(global_attention_mask).astype(bool)
+    x_slots = _num_global_slots(max_num_global, attention_mask, global_mask)
+    if token_type_ids is None:
+        token_type_ids = jnp.zeros((b, t), jnp.int32)
+
+    pad = (config.max_window - t % config.max_window) % config.max_window
+    if pad:
+        right = ((0, 0), (0, pad))
+        input_ids = jnp.pad(input_ids, right, constant_values=config.pad_token_id)
+        attention_mask = jnp.pad(attention_mask, right, constant_values=False)
+        global_mask = jnp.pad(global_mask, right, constant_values=False)
+        token_type_ids = jnp.pad(token_type_ids, right, constant_values=0)
+        if position_ids is not None:
+            position_ids = jnp.pad(position_ids, right, constant_values=config.pad_token_id)
+    global_mask = global_mask & attention_mask  # HF's merge: a padding token is never global
+
+    x = _embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
+                    deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    x = constrain(x, BATCH, None, None)
+    layer_rng = L.fold_rng(rng, 1)
+    windows = config.windows
+
+    def run(p, h, i, window):
+        return _layer(p, config, h, window, attention_mask, global_mask, x_slots, deterministic=deterministic,
+                      rng=None if layer_rng is None else jax.random.fold_in(layer_rng, i),
+                      output_attentions=output_attentions)
+
+    if len(set(windows)) == 1:
+        def body(h, xs):
+            p, i = xs
+            h, lp, gp = run(p, h, i, windows[0])
+            return h, (h if output_hidden_states else None, lp, gp)
+
+        n = config.num_hidden_layers
+        last, (per_layer, local, glob) = jax.lax.scan(remat(body, config.remat_policy), x,
+                                                      (params["layers"], jnp.arange(n)),
+                                                      unroll=1 if config.scan_layers else n)
+        per_layer = [per_layer[j] for j in range(n)] if output_hidden_states else []
+        local = [local[j] for j in range(n)] if output_attentions else []
+        glob = [glob[j] for j in range(n)] if (output_attentions and glob is not None) else []
+    else:
+        # Different windows give layers different static shapes: unroll, slicing each layer's params.
+        h, per_layer, local, glob = x, [], [], []
+        for i, window in enumerate(windows):
+            p = jax.tree.map(lambda a, i=i: a[i], params["layers"])
+            h, lp, gp = remat(lambda p, h, i=i, window=window: run(p, h, i, window), config.remat_policy)(p, h)
+            per_layer.append(h)
+            local.append(lp)
+            glob.append(gp)
+        last = h
+
+    hidden_states = None
+    if output_hidden_states:
+        hidden_states = tuple(s[:, :t] for s in [x] + list(per_layer))
+    attentions = global_attentions = None
+    if output_attentions:
+        attentions = tuple(a[:, :, :t] for a in local)
+        if x_slots:
+            global_attentions = tuple(glob)  # HF keeps the padded length here
+    return BaseModelOutput(last_hidden_state=last[:, :t], hidden_states=hidden_states, attentions=attentions,
+                           global_attentions=global_attentions)
+
+
+def pooler(p, hidden):
+    """BERT pooler: dense + tanh on the first token. hidden: [B, T, H] -> [B, H]."""
+    return jnp.tanh(L.dense(p["dense"], hidden[:, 0]))
+
+
+def _with_default_global(config, head, input_ids, global_attention_mask):
+    if global_attention_mask is None:
+        return default_global_attention_mask(config, head, input_ids)
+    return global_attention_mask
+
+
+def _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+         max_num_global, deterministic, rng, output_hidden_states, output_attentions):
+    return encoder(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+                   max_num_global, deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
+                   output_attentions=output_attentions)
+
+
+# ----------------------------------------------------------------------------------------- heads
+def longformer_model(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                     token_type_ids=None, position_ids=None, max_num_global=None, *, deterministic=True, rng=None,
+                     output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+    """LongformerModel. last_hidden_state: [B, T, H]; pooler_output: [B, H]."""
+    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
+    return out.replace(pooler_output=pooler(params["pooler"], out.last_hidden_state))
+
+
+def lm_logits(params, config: LongformerConfig, hidden):
+    """LongformerLMHead: dense -> gelu -> layer_norm -> decoder (tied to the word embeddings) + bias."""
+    p = params["lm_head"]
+    x = L.gelu_exact(L.dense(p["dense"], hidden))
+    x = L.layer_norm(p["layer_norm"], x, config.layer_norm_eps)
+    if config.tie_word_embeddings:
+        logits = L.matmul(x, params["embeddings"]["word_embeddings"]["embedding"].T.astype(x.dtype))
+    else:
+        logits = L.dense(p["decoder"], x)
+    return logits + p["bias"].astype(x.dtype)
+
+
+def longformer_masked_lm(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                         token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
+                         deterministic=True, rng=None, output_hidden_states=False,
+                         output_attentions=False) -> MaskedLMOutput:
+    """LongformerForMaskedLM. logits: [B, T, V]; loss: CE over labels != -100 (no shift)."""
+    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
+    logits = lm_logits(params, config, out.last_hidden_state)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return MaskedLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions,
+                          global_attentions=out.global_attentions)
+
+
+def longformer_sequence_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                                       token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
+                                       deterministic=True, rng=None, output_hidden_states=False,
+                                       output_attentions=False) -> SequenceClassifierOutput:
+    """LongformerForSequenceClassification. logits: [B, num_labels] from <s>; global attention on <s> by default."""
+    global_attention_mask = _with_default_global(config, "sequence_classification", input_ids, global_attention_mask)
+    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+               max_num_global, deterministic, L.fold_rng(rng, 0), output_hidden_states, output_attentions)
+    p = params["classifier"]
+    drop = functools.partial(L.dropout, rate=config.hidden_dropout_prob, deterministic=deterministic)
+    x = drop(out.last_hidden_state[:, 0], rng=L.fold_rng(rng, 1))
+    x = drop(jnp.tanh(L.dense(p["dense"], x)), rng=L.fold_rng(rng, 2))
+    logits = L.dense(p["out_proj"], x)
+    loss = None
+    if labels is not None:
+        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
+                                    attentions=out.attentions, global_attentions=out.global_attentions)
+
+
+def longformer_multiple_choice(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                               token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
+                               deterministic=True, rng=None, output_hidden_states=False,
+                               output_attentions=False) -> SequenceClassifierOutput:
+    """LongformerForMultipleChoice. input_ids etc.: [B, C, T]; logits: [B, C]. By default every token after the
+    first </s> + 1 of each choice is global (HF). hidden_states/attentions are over the flattened [B*C, ...]."""
+    b, c, t = input_ids.shape
+    global_attention_mask = _with_default_global(config, "multiple_choice", input_ids, global_attention_mask)
+    flat = lambda a: None if a is None else a.reshape(b * c, t)  # noqa: E731
+    out = _run(params, config, flat(input_ids), flat(attention_mask), flat(global_attention_mask),
+               flat(token_type_ids), flat(position_ids), max_num_global, deterministic, L.fold_rng(rng, 0),
+               output_hidden_states, output_attentions)
+    pooled = pooler(params["pooler"], out.last_hidden_state)
+    pooled = L.dropout(pooled, config.hidden_dropout_prob, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    logits = L.dense(params["classifier"], pooled).reshape(b, c)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
+                                    attentions=out.attentions, global_attentions=out.global_attentions)
+
+
+def longformer_token_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                                    token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
+                                    deterministic=True, rng=None, output_hidden_states=False,
+                                    output_attentions=False) -> TokenClassifierOutput:
+    """LongformerForTokenClassification. logits: [B, T, num_labels]."""
+    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+               max_num_global, deterministic, L.fold_rng(rng, 0), output_hidden_states, output_attentions)
+    hidden = L.dropout(out.last_hidden_state, config.hidden_dropout_prob, deterministic=deterministic,
+                       rng=L.fold_rng(rng, 1))
+    logits = L.dense(params["classifier"], hidden)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions,
+                                 global_attentions=out.global_attentions)
+
+
+def longformer_question_answering(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                                  token_type_ids=None, position_ids=None, start_positions=None, end_positions=None,
+                                  max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
+                                  output_attentions=False) -> QuestionAnsweringOutput:
+    """LongformerForQuestionAnswering. start_logits, end_logits: [B, T]. By default the question tokens (before
+    the first </s>) are global, as HF ``_compute_global_attention_mask``."""
+    global_attention_mask = _with_default_global(config, "question_answering", input_ids, global_attention_mask)
+    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
+               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
+    logits = L.dense(params["qa_outputs"], out.last_hidden_state)
+    start, end = logits[..., 0], logits[..., 1]
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start, end, start_positions, end_positions)
+    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
+                                   attentions=out.attentions, global_attentions=out.global_attentions)
