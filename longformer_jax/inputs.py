@@ -56,6 +56,13 @@ def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any])
                              f"{highest} is past max_position_embeddings={limit}; the allowed range is "
                              f"[1, {limit - config.pad_token_id - 1}] tokens")
 
+    # A global flag on padding is a caller bug (HF silently ignores it): say so rather than guess.
+    if out.get("global_attention_mask") is not None and out.get("attention_mask") is not None:
+        bad = np.argwhere((out["global_attention_mask"] == 1) & (out["attention_mask"] == 0))
+        if len(bad):
+            raise ValueError(f"global_attention_mask marks padding position {tuple(int(i) for i in bad[0])} "
+                             "(attention_mask is 0 there); global tokens must be real tokens")
+
     # The static number of global slots, as HF counts it (global AND attended, max over the (flattened) batch).
     gmask = out.get("global_attention_mask")
     if gmask is None and head in ("sequence_classification", "question_answering", "multiple_choice"):

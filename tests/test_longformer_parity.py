@@ -47,12 +47,12 @@ def batch(head):
 
 
 def explicit_globals(mask):
-    """Globals at arbitrary positions, a different count per row, and one on a padding position (ignored)."""
+    """Globals at arbitrary positions, a different count per row (a global flag on padding is rejected: see
+    test_bad_inputs; the attention layer's own tests cover HF's handling of it)."""
     g = np.zeros_like(mask)
     flat = g.reshape(-1, g.shape[-1])
     for r in range(flat.shape[0]):
         flat[r, [(3 * r + 1) % 7, 5 + r % 4][: 1 + r % 2]] = 1
-    flat[1, 12] = 1  # row 1 has length 9: padding, so not global
     return g
 
 
@@ -175,3 +175,12 @@ def test_bad_inputs(tmp_path):
         ours(input_ids=ids + 200, attention_mask=mask)
     with pytest.raises(ValueError, match="global_attention_mask"):
         ours(input_ids=ids, global_attention_mask=mask[:, :5])
+    on_pad = np.zeros_like(mask)
+    on_pad[mask == 0] = 1
+    with pytest.raises(ValueError, match=r"global_attention_mask marks padding position"):
+        ours(input_ids=ids, attention_mask=mask, global_attention_mask=on_pad)
+    with pytest.raises(ValueError, match=r"must have rank 2"):
+        ours(input_ids=ids[0], attention_mask=mask[0])
+    long = np.full((1, ours.config.max_position_embeddings), 5)
+    with pytest.raises(ValueError, match=r"past max_position_embeddings"):
+        ours(input_ids=long)
