@@ -1,7 +1,7 @@
 """Every Longformer head against transformers (eager, float32) on the same tiny checkpoint.
 
 Odd lengths that need window padding, right padding in the batch, a uniform and a per-layer window, several
-global tokens at arbitrary positions (a different number per row, one flagged on a padding position), and
+global tokens at arbitrary positions (a different number per row), and
 the default global masks of QA / sequence classification / multiple choice. Compared: the head outputs,
 hidden_states and attentions on non-pad positions, global_attentions in full (HF keeps them padded).
 Tolerance: float32 max abs difference 1e-5.
