@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
+from common.tokenization import TokenizerBase, check_padding_side, describe
+
 # Every class name transformers 5.x resolves to its RobertaTokenizer (checked in tests against AutoTokenizer).
 ROBERTA_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Roberta", "Longformer", "Bart", "LED")
                         for fast in ("", "Fast"))
@@ -65,7 +67,7 @@ def _token_key(token: AddedToken) -> tuple:
     return tuple(getattr(token, f) for f in _ADDED_TOKEN_FIELDS)
 
 
-class RobertaTokenizer:
+class RobertaTokenizer(TokenizerBase):
     """Byte-level BPE tokenizer of RoBERTa, Longformer, BART and LED, with transformers 5.x's ids.
 
     Attributes:
@@ -84,7 +86,7 @@ class RobertaTokenizer:
                  add_prefix_space: bool, model_max_length: int | None = None):
         self._tokenizer = tokenizer
         self._truncation_lock = threading.Lock()  # truncation is set on the shared backend for one call
-        self.padding_side = _check_padding_side(padding_side)
+        self.padding_side = check_padding_side(padding_side)
         self.add_prefix_space = bool(add_prefix_space)
         self.model_max_length = model_max_length
         self.special_tokens = special_tokens
@@ -168,9 +170,9 @@ class RobertaTokenizer:
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
         """Token ids of a text (`<s> A </s>`) or a pair (`<s> A </s></s> B </s>`), shape [seq]."""
         if not isinstance(text, str):
-            raise ValueError(f"text: expected a str, got {_describe(text)}")
+            raise ValueError(f"text: expected a str, got {describe(text)}")
         if text_pair is not None and not isinstance(text_pair, str):
-            raise ValueError(f"text_pair: expected a str or None, got {_describe(text_pair)}")
+            raise ValueError(f"text_pair: expected a str or None, got {describe(text_pair)}")
         # transformers treats an empty single text_pair as no pair (`if text_pair`): "<s> A </s>".
         return self._tokenizer.encode(text, text_pair or None, add_special_tokens=bool(add_special_tokens)).ids
 
@@ -189,7 +191,7 @@ class RobertaTokenizer:
         if single:
             texts = [texts]
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"texts: expected a str or a list of str, got {_describe(texts)}")
+            raise ValueError(f"texts: expected a str or a list of str, got {describe(texts)}")
         if not texts:
             raise ValueError("texts: got an empty list, expected at least one text")
         if single and isinstance(text_pairs, str):
@@ -198,10 +200,10 @@ class RobertaTokenizer:
         if text_pairs is not None:
             if not isinstance(text_pairs, (list, tuple)) or not all(isinstance(t, str) for t in text_pairs):
                 expected = "a str (texts is a str)" if single else "a list of str (texts is a list)"
-                raise ValueError(f"text_pairs: expected {expected}, got {_describe(text_pairs)}")
+                raise ValueError(f"text_pairs: expected {expected}, got {describe(text_pairs)}")
             if len(text_pairs) != len(texts):
                 raise ValueError(f"text_pairs: got {len(text_pairs)} texts for {len(texts)} texts, expected as many")
-        side = self.padding_side if padding_side is None else _check_padding_side(padding_side)
+        side = self.padding_side if padding_side is None else check_padding_side(padding_side)
         if not isinstance(truncation, bool):
             raise ValueError(f"truncation: expected True or False, got {truncation!r}")
         if max_length is not None and not truncation:
@@ -225,39 +227,7 @@ class RobertaTokenizer:
                 finally:
                     self._tokenizer.no_truncation()
 
-        length = max(len(e.ids) for e in encodings)
-        pad_id = next((i for i in (self.pad_token_id, self.eos_token_id) if i is not None), 0)
-        input_ids = np.full((len(encodings), length), pad_id, dtype=np.int32)
-        attention_mask = np.zeros((len(encodings), length), dtype=np.int32)
-        for row, enc in enumerate(encodings):
-            cols = slice(length - len(enc.ids), length) if side == "left" else slice(0, len(enc.ids))
-            input_ids[row, cols] = enc.ids
-            attention_mask[row, cols] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Text of one id sequence (int, list or 1-D array, shape [seq])."""
-        return self._tokenizer.decode(self._check_ids(ids, "ids"), skip_special_tokens=bool(skip_special_tokens))
-
-    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
-        """Texts of a batch of id sequences (list of sequences or 2-D array [batch, seq])."""
-        if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
-            raise ValueError(f"sequences: expected a batch of id sequences, got {_describe(sequences)}")
-        checked = [self._check_ids(seq, f"sequences[{i}]") for i, seq in enumerate(sequences)]
-        return self._tokenizer.decode_batch(checked, skip_special_tokens=bool(skip_special_tokens))
-
-    def _check_ids(self, ids, name: str) -> list[int]:
-        # tokenizers silently skips unknown ids; an id past the vocabulary is a caller bug, so say so.
-        if isinstance(ids, (str, bytes)):
-            raise ValueError(f"{name}: expected integer token ids, got {_describe(ids)}")
-        arr = np.asarray(ids)
-        if arr.ndim > 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"{name}: expected a sequence of integer token ids, got {_describe(ids)}")
-        flat = arr.reshape(-1).astype(np.int64)
-        bad = flat[(flat < 0) | (flat >= self.vocab_size)]
-        if bad.size:
-            raise ValueError(f"{name}: token id {int(bad[0])} is out of range [0, {self.vocab_size})")
-        return flat.tolist()
+        return self._pad(encodings, side)
 
 
 def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
@@ -282,16 +252,3 @@ def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
             token.special = True
     if pending:
         tok.add_tokens(pending)
-
-
-def _check_padding_side(padding_side) -> str:
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
-    return padding_side
-
-
-def _describe(value) -> str:
-    if isinstance(value, (list, tuple)) and value:
-        odd = next((v for v in value if not isinstance(v, str)), value[0])
-        return f"{type(value).__name__} containing {type(odd).__name__} {odd!r}"[:80]
-    return f"{type(value).__name__} {value!r}"[:80]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 # Llama 3's splitting regex: contractions, letters, 1-3 digit groups, punctuation runs, newlines, spaces.
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -74,3 +79,63 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: str |
               "model_max_length": 1_000_000, "padding_side": "left"}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     return out
+
+
+class TokenizerBase:
+    """What every zoo tokenizer shares over a ``tokenizers.Tokenizer`` (``self._tokenizer``): padding a batch
+    of encodings, decoding, and id checks. Subclasses set ``vocab_size``, ``pad_token_id``, ``eos_token_id``."""
+
+    _tokenizer: "Tokenizer"
+    vocab_size: int
+    pad_token_id: int | None
+    eos_token_id: int | None
+
+    def _pad(self, encodings, side: str) -> dict:
+        """{"input_ids", "attention_mask"}: int32 [batch, longest], padded with pad (else eos, else 0) on ``side``."""
+        length = max(len(e.ids) for e in encodings)
+        pad_id = next((i for i in (self.pad_token_id, self.eos_token_id) if i is not None), 0)
+        input_ids = np.full((len(encodings), length), pad_id, dtype=np.int32)
+        attention_mask = np.zeros((len(encodings), length), dtype=np.int32)
+        for row, enc in enumerate(encodings):
+            cols = slice(length - len(enc.ids), length) if side == "left" else slice(0, len(enc.ids))
+            input_ids[row, cols] = enc.ids
+            attention_mask[row, cols] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Text of one id sequence (int, list or 1-D array, shape [seq])."""
+        return self._tokenizer.decode(self._check_ids(ids, "ids"), skip_special_tokens=bool(skip_special_tokens))
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+        """Texts of a batch of id sequences (list of sequences or 2-D array [batch, seq])."""
+        if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
+            raise ValueError(f"sequences: expected a batch of id sequences, got {describe(sequences)}")
+        checked = [self._check_ids(seq, f"sequences[{i}]") for i, seq in enumerate(sequences)]
+        return self._tokenizer.decode_batch(checked, skip_special_tokens=bool(skip_special_tokens))
+
+    def _check_ids(self, ids, name: str) -> list[int]:
+        # tokenizers silently skips unknown ids; an id past the vocabulary is a caller bug, so say so.
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"{name}: expected integer token ids, got {describe(ids)}")
+        arr = np.asarray(ids)
+        if arr.ndim > 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name}: expected a sequence of integer token ids, got {describe(ids)}")
+        flat = arr.reshape(-1).astype(np.int64)
+        bad = flat[(flat < 0) | (flat >= self.vocab_size)]
+        if bad.size:
+            raise ValueError(f"{name}: token id {int(bad[0])} is out of range [0, {self.vocab_size})")
+        return flat.tolist()
+
+
+def check_padding_side(padding_side) -> str:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
+    return padding_side
+
+
+def describe(value) -> str:
+    """A short description of a bad argument for error messages."""
+    if isinstance(value, (list, tuple)) and value:
+        odd = next((v for v in value if not isinstance(v, str)), value[0])
+        return f"{type(value).__name__} containing {type(odd).__name__} {odd!r}"[:80]
+    return f"{type(value).__name__} {value!r}"[:80]

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 
+from common.tokenization import TokenizerBase, check_padding_side, describe
+
 _LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 _ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
@@ -97,7 +99,7 @@ def _rebuild_sentencepiece(spec: dict, config: dict) -> Tokenizer:
     return tok
 
 
-class LlamaTokenizer:
+class LlamaTokenizer(TokenizerBase):
     """Llama 1/2/3 tokenizer matching transformers 5.x `AutoTokenizer` ids (see the module docstring).
 
     Attributes:
@@ -111,7 +113,7 @@ class LlamaTokenizer:
     def __init__(self, tokenizer: Tokenizer, special_tokens: dict[str, str | None], padding_side: str, kind: str):
         self._tokenizer = tokenizer
         self.kind = kind
-        self.padding_side = _check_padding_side(padding_side)
+        self.padding_side = check_padding_side(padding_side)
         self.special_tokens = special_tokens
         ids = {name: (tokenizer.token_to_id(tok) if tok is not None else None) for name, tok in special_tokens.items()}
         self.bos_token_id: int | None = ids.get("bos_token")
@@ -185,44 +187,12 @@ class LlamaTokenizer:
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"texts: expected a str or a list of str, got {_describe(texts)}")
+            raise ValueError(f"texts: expected a str or a list of str, got {describe(texts)}")
         if not texts:
             raise ValueError("texts: got an empty list, expected at least one text")
-        side = self.padding_side if padding_side is None else _check_padding_side(padding_side)
+        side = self.padding_side if padding_side is None else check_padding_side(padding_side)
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=bool(add_special_tokens))
-        length = max(len(e.ids) for e in encodings)
-        pad_id = next((i for i in (self.pad_token_id, self.eos_token_id) if i is not None), 0)
-        input_ids = np.full((len(encodings), length), pad_id, dtype=np.int32)
-        attention_mask = np.zeros((len(encodings), length), dtype=np.int32)
-        for row, enc in enumerate(encodings):
-            cols = slice(length - len(enc.ids), length) if side == "left" else slice(0, len(enc.ids))
-            input_ids[row, cols] = enc.ids
-            attention_mask[row, cols] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Text of one id sequence (int, list or 1-D array, shape [seq])."""
-        return self._tokenizer.decode(self._check_ids(ids, "ids"), skip_special_tokens=bool(skip_special_tokens))
-
-    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
-        """Texts of a batch of id sequences (list of sequences or 2-D array [batch, seq])."""
-        if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
-            raise ValueError(f"sequences: expected a batch of id sequences, got {_describe(sequences)}")
-        checked = [self._check_ids(seq, f"sequences[{i}]") for i, seq in enumerate(sequences)]
-        return self._tokenizer.decode_batch(checked, skip_special_tokens=bool(skip_special_tokens))
-
-    def _check_ids(self, ids, name: str) -> list[int]:
-        # tokenizers silently skips unknown ids; an id past the vocabulary is a caller bug, so say so.
-        if isinstance(ids, (str, bytes)):
-            raise ValueError(f"{name}: expected integer token ids, got {_describe(ids)}")
-        arr = np.asarray(ids)
-        if arr.ndim > 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"{name}: expected a sequence of integer token ids, got {_describe(ids)}")
-        flat = arr.reshape(-1).astype(np.int64)
-        bad = flat[(flat < 0) | (flat >= self.vocab_size)]
-        if bad.size:
-            raise ValueError(f"{name}: token id {int(bad[0])} is out of range [0, {self.vocab_size})")
-        return flat.tolist()
+        return self._pad(encodings, side)
 
 
 def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
@@ -245,16 +215,3 @@ def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
             token.special = True
     if pending:
         tok.add_tokens(pending)
-
-
-def _check_padding_side(padding_side) -> str:
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")
-    return padding_side
-
-
-def _describe(value) -> str:
-    if isinstance(value, (list, tuple)) and value:
-        odd = next((v for v in value if not isinstance(v, str)), value[0])
-        return f"{type(value).__name__} containing {type(odd).__name__} {odd!r}"[:80]
-    return f"{type(value).__name__} {value!r}"[:80]
