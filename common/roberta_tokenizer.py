@@ -28,7 +28,6 @@ and returns the sequence untruncated).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -36,35 +35,15 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
-from common.tokenization import TokenizerBase, check_padding_side, describe
+from common.tokenization import (TokenizerBase, as_added_token, check_padding_side, describe, read_json_if_present,
+                                 token_key)
 
 # Every class name transformers 5.x resolves to its RobertaTokenizer (checked in tests against AutoTokenizer).
 ROBERTA_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Roberta", "Longformer", "Bart", "LED")
                         for fast in ("", "Fast"))
 _DEFAULT_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
                    "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}
-_ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
 
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _as_added_token(value, special: bool | None = None) -> AddedToken | str | None:
-    """tokenizer_config.json stores tokens as strings or AddedToken dicts (with or without "__type")."""
-    if isinstance(value, dict):
-        fields = {k: v for k, v in value.items() if k in _ADDED_TOKEN_FIELDS}
-        if special is not None:
-            fields["special"] = special
-        return AddedToken(**fields)
-    return value
-
-
-def _token_key(token: AddedToken) -> tuple:
-    return tuple(getattr(token, f) for f in _ADDED_TOKEN_FIELDS)
 
 
 class RobertaTokenizer(TokenizerBase):
@@ -110,13 +89,13 @@ class RobertaTokenizer(TokenizerBase):
         has_json = (directory / "tokenizer.json").is_file()
         if not has_json and not ((directory / "vocab.json").is_file() and (directory / "merges.txt").is_file()):
             raise ValueError(f"directory: neither tokenizer.json nor vocab.json + merges.txt in {str(directory)!r}")
-        config = _read_json(directory / "tokenizer_config.json")
+        config = read_json_if_present(directory / "tokenizer_config.json")
         declared = config.pop("tokenizer_class", None)
         if declared is not None and declared not in ROBERTA_CLASSES:
             raise ValueError(f"directory: tokenizer_config.json declares {declared!r}, "
                              f"expected one of {ROBERTA_CLASSES}")
 
-        spec = _read_json(directory / "tokenizer.json") if has_json else {}
+        spec = read_json_if_present(directory / "tokenizer.json") if has_json else {}
         if has_json:
             model = spec.get("model", {})
             if model.get("type", "BPE") != "BPE" or not isinstance(model.get("vocab"), dict):
@@ -129,21 +108,21 @@ class RobertaTokenizer(TokenizerBase):
         # Added and named special tokens, read as transformers' _from_pretrained reads them.
         if "added_tokens_decoder" in config:
             decoder = config.pop("added_tokens_decoder")
-            added = [_as_added_token(decoder[k]) for k in sorted(decoder, key=int)]
+            added = [as_added_token(decoder[k]) for k in sorted(decoder, key=int)]
         else:
-            for key, value in _read_json(directory / "special_tokens_map.json").items():
+            for key, value in read_json_if_present(directory / "special_tokens_map.json").items():
                 if key in _DEFAULT_TOKENS:
-                    config[key] = _as_added_token(value, special=True)
+                    config[key] = as_added_token(value, special=True)
                 elif key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
-                    config[key] = [_as_added_token(t, special=True) for t in value]
-            added = [_as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
+                    config[key] = [as_added_token(t, special=True) for t in value]
+            added = [as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
         by_content = {t.content: t for t in added}
         named = {}
         for name, default in _DEFAULT_TOKENS.items():
-            token = _as_added_token(config.get(name, default))
+            token = as_added_token(config.get(name, default))
             named[name] = by_content.get(str(token), token) if token is not None else None
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
-        extra = [_as_added_token(t) for t in extra] if isinstance(extra, list) else []
+        extra = [as_added_token(t) for t in extra] if isinstance(extra, list) else []
 
         add_prefix_space = bool(config.get("add_prefix_space", False))
         tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
@@ -238,8 +217,8 @@ def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
     """
     pending, keys = [], set()
     for t in added:
-        if isinstance(t, AddedToken) and _token_key(t) not in keys:
-            keys.add(_token_key(t))
+        if isinstance(t, AddedToken) and token_key(t) not in keys:
+            keys.add(token_key(t))
             pending.append(t)
     contents = {t.content for t in pending}
     for token in named + extra:

@@ -81,6 +81,34 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: str |
     return out
 
 
+ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def read_json_if_present(path: Path) -> dict:
+    """A tokenizer side file (tokenizer_config.json, special_tokens_map.json, ...), or {} when absent."""
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def as_added_token(value, special: bool | None = None):
+    """tokenizer_config.json stores tokens as strings or AddedToken dicts (with or without "__type")."""
+    from tokenizers import AddedToken
+
+    if isinstance(value, dict):
+        fields = {k: v for k, v in value.items() if k in ADDED_TOKEN_FIELDS}
+        if special is not None:
+            fields["special"] = special
+        return AddedToken(**fields)
+    return value
+
+
+def token_key(token) -> tuple:
+    """An AddedToken's identity (text and flags), for de-duplication."""
+    return tuple(getattr(token, f) for f in ADDED_TOKEN_FIELDS)
+
+
 class TokenizerBase:
     """What every zoo tokenizer shares over a ``tokenizers.Tokenizer`` (``self._tokenizer``): padding a batch
     of encodings, decoding, and id checks. Subclasses set ``vocab_size``, ``pad_token_id``, ``eos_token_id``."""

@@ -31,18 +31,11 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 
-from common.tokenization import TokenizerBase, check_padding_side, describe
+from common.tokenization import (TokenizerBase, as_added_token, check_padding_side, describe, read_json_if_present,
+                                 token_key)
 
 _LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-_ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _has_byte_level(component) -> bool:
@@ -53,19 +46,6 @@ def _has_byte_level(component) -> bool:
         return any(_has_byte_level(v) for v in component)
     return False
 
-
-def _as_added_token(value, special: bool | None = None) -> AddedToken | str | None:
-    """tokenizer_config.json stores tokens as strings or AddedToken dicts (with or without "__type")."""
-    if isinstance(value, dict):
-        fields = {k: v for k, v in value.items() if k in _ADDED_TOKEN_FIELDS}
-        if special is not None:
-            fields["special"] = special
-        return AddedToken(**fields)
-    return value
-
-
-def _token_key(token: AddedToken) -> tuple:
-    return tuple(getattr(token, f) for f in _ADDED_TOKEN_FIELDS)
 
 
 def _rebuild_sentencepiece(spec: dict, config: dict) -> Tokenizer:
@@ -127,21 +107,21 @@ class LlamaTokenizer(TokenizerBase):
         directory = Path(directory)
         if not (directory / "tokenizer.json").is_file():
             raise ValueError(f"directory: no tokenizer.json in {str(directory)!r}")
-        spec = _read_json(directory / "tokenizer.json")
+        spec = read_json_if_present(directory / "tokenizer.json")
         if spec.get("model", {}).get("type", "BPE") != "BPE":
             raise ValueError(f"directory: tokenizer.json holds a {spec['model']['type']!r} model, Llama needs 'BPE'")
-        config = _read_json(directory / "tokenizer_config.json")
-        declared = config.get("tokenizer_class") or _read_json(directory / "config.json").get("tokenizer_class")
+        config = read_json_if_present(directory / "tokenizer_config.json")
+        declared = config.get("tokenizer_class") or read_json_if_present(directory / "config.json").get("tokenizer_class")
         added_decoder = config.get("added_tokens_decoder")
         if added_decoder is None:
             # transformers reads special_tokens_map.json and tokenizer.json's added tokens only when the config
             # has no added_tokens_decoder, and then the map's entries override the config's.
-            special_map = _read_json(directory / "special_tokens_map.json")
-            config.update({k: _as_added_token(v, special=True) if k in _SPECIAL_NAMES else v
+            special_map = read_json_if_present(directory / "special_tokens_map.json")
+            config.update({k: as_added_token(v, special=True) if k in _SPECIAL_NAMES else v
                            for k, v in special_map.items()})
-            added = [_as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
+            added = [as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
         else:
-            added = [_as_added_token(added_decoder[k]) for k in sorted(added_decoder, key=int)]
+            added = [as_added_token(added_decoder[k]) for k in sorted(added_decoder, key=int)]
 
         byte_level = any(_has_byte_level(spec.get(k)) for k in ("pre_tokenizer", "decoder", "post_processor"))
         if byte_level or declared not in _LLAMA_CLASSES:
@@ -156,14 +136,14 @@ class LlamaTokenizer(TokenizerBase):
         tok.no_padding()
 
         padding = spec.get("padding") or {}
-        named = {name: _as_added_token(config.get(name, defaults.get(name))) for name in _SPECIAL_NAMES}
+        named = {name: as_added_token(config.get(name, defaults.get(name))) for name in _SPECIAL_NAMES}
         if "pad_token" not in config and padding.get("pad_token"):
             named["pad_token"] = padding["pad_token"]
         # A named token that is listed as an added token takes that entry's flags, as in transformers.
         by_content = {t.content: t for t in added}
         named = {k: by_content.get(str(v), v) if v is not None else None for k, v in named.items()}
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
-        extra = [_as_added_token(t) for t in extra] if isinstance(extra, list) else []
+        extra = [as_added_token(t) for t in extra] if isinstance(extra, list) else []
         _add_tokens(tok, added, list(named.values()), extra)
         tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
 
@@ -202,8 +182,8 @@ def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
     tokens whose text is not there yet; a listed token that is also a named one is made special.
     """
     present = tok.get_added_tokens_decoder().values()
-    present_keys = {_token_key(t) for t in present}
-    pending = [t for t in added if isinstance(t, AddedToken) and _token_key(t) not in present_keys]
+    present_keys = {token_key(t) for t in present}
+    pending = [t for t in added if isinstance(t, AddedToken) and token_key(t) not in present_keys]
     contents = {t.content for t in present} | {t.content for t in pending}
     for token in named + extra:
         if token is not None and str(token) not in contents:
