@@ -33,10 +33,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
-from common.tokenization import (TokenizerBase, as_added_token, check_padding_side, describe, read_json_if_present,
-                                 token_key)
+from common.tokenization import (TokenizerBase, add_tokens, as_added_token, check_padding_side, describe,
+                                 read_json_if_present)
 
 # Every class name transformers 5.x resolves to its RobertaTokenizer (checked in tests against AutoTokenizer).
 ROBERTA_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Roberta", "Longformer", "Bart", "LED")
@@ -129,7 +129,7 @@ class RobertaTokenizer(TokenizerBase):
                                    end_of_word_suffix="", fuse_unk=False))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
         tok.decoder = decoders.ByteLevel()
-        _add_tokens(tok, added, list(named.values()), extra)
+        add_tokens(tok, added, list(named.values()), extra)
         tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
         special_tokens = {k: (str(v) if v is not None else None) for k, v in named.items()}
         for name in ("sep_token", "cls_token"):
@@ -207,27 +207,3 @@ class RobertaTokenizer(TokenizerBase):
                     self._tokenizer.no_truncation()
 
         return self._pad(encodings, side)
-
-
-def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
-    """Register added, named special and extra special tokens as TokenizersBackend.__init__ does.
-
-    Same order and flags: listed added tokens first, then named and extra special tokens whose text is not
-    there yet; a listed token that is also a named one is made special.
-    """
-    pending, keys = [], set()
-    for t in added:
-        if isinstance(t, AddedToken) and token_key(t) not in keys:
-            keys.add(token_key(t))
-            pending.append(t)
-    contents = {t.content for t in pending}
-    for token in named + extra:
-        if token is not None and str(token) not in contents:
-            contents.add(str(token))
-            pending.append(AddedToken(token, special=True) if isinstance(token, str) else token)
-    named_contents = {str(t) for t in named if t is not None}
-    for token in pending:
-        if not token.special and token.content in named_contents:
-            token.special = True
-    if pending:
-        tok.add_tokens(pending)

@@ -109,6 +109,35 @@ def token_key(token) -> tuple:
     return tuple(getattr(token, f) for f in ADDED_TOKEN_FIELDS)
 
 
+def add_tokens(tok, added: list, named: list, extra: list) -> None:
+    """Register added, named special and extra special tokens as transformers' TokenizersBackend does.
+
+    Same order and flags: listed added tokens not yet in the backend (nor earlier in the list) first, then
+    named and extra special tokens whose text is not there yet; a listed token that is also a named one is
+    made special.
+    """
+    from tokenizers import AddedToken
+
+    present = list(tok.get_added_tokens_decoder().values())
+    keys = {token_key(t) for t in present}
+    pending = []
+    for t in added:
+        if isinstance(t, AddedToken) and token_key(t) not in keys:
+            keys.add(token_key(t))
+            pending.append(t)
+    contents = {t.content for t in present} | {t.content for t in pending}
+    for token in named + extra:
+        if token is not None and str(token) not in contents:
+            contents.add(str(token))
+            pending.append(AddedToken(token, special=True) if isinstance(token, str) else token)
+    named_contents = {str(t) for t in named if t is not None}
+    for token in pending:
+        if not token.special and token.content in named_contents:
+            token.special = True
+    if pending:
+        tok.add_tokens(pending)
+
+
 class TokenizerBase:
     """What every zoo tokenizer shares over a ``tokenizers.Tokenizer`` (``self._tokenizer``): padding a batch
     of encodings, decoding, and id checks. Subclasses set ``vocab_size``, ``pad_token_id``, ``eos_token_id``."""

@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
 
-from common.tokenization import (TokenizerBase, as_added_token, check_padding_side, describe, read_json_if_present,
-                                 token_key)
+from common.tokenization import (TokenizerBase, add_tokens, as_added_token, check_padding_side, describe,
+                                 read_json_if_present)
 
 _LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -144,7 +144,7 @@ class LlamaTokenizer(TokenizerBase):
         named = {k: by_content.get(str(v), v) if v is not None else None for k, v in named.items()}
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
         extra = [as_added_token(t) for t in extra] if isinstance(extra, list) else []
-        _add_tokens(tok, added, list(named.values()), extra)
+        add_tokens(tok, added, list(named.values()), extra)
         tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
 
         padding_side = config.get("padding_side") or padding.get("direction", "left").lower()
@@ -173,25 +173,3 @@ class LlamaTokenizer(TokenizerBase):
         side = self.padding_side if padding_side is None else check_padding_side(padding_side)
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=bool(add_special_tokens))
         return self._pad(encodings, side)
-
-
-def _add_tokens(tok: Tokenizer, added: list, named: list, extra: list) -> None:
-    """Register added, named special and extra special tokens as TokenizersBackend.__init__ does.
-
-    Same order and flags: listed added tokens not yet in the backend first, then named and extra special
-    tokens whose text is not there yet; a listed token that is also a named one is made special.
-    """
-    present = tok.get_added_tokens_decoder().values()
-    present_keys = {token_key(t) for t in present}
-    pending = [t for t in added if isinstance(t, AddedToken) and token_key(t) not in present_keys]
-    contents = {t.content for t in present} | {t.content for t in pending}
-    for token in named + extra:
-        if token is not None and str(token) not in contents:
-            contents.add(str(token))
-            pending.append(AddedToken(token, special=True) if isinstance(token, str) else token)
-    named_contents = {str(t) for t in named if t is not None}
-    for token in pending:
-        if not token.special and token.content in named_contents:
-            token.special = True
-    if pending:
-        tok.add_tokens(pending)
