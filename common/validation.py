@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from common.losses import IGNORE_INDEX
+
 
 def as_array(name: str, value: Any) -> np.ndarray:
     try:
@@ -63,3 +65,34 @@ def binary_mask(name: str, value: Any, shape: tuple[int, ...], like: str = "inpu
     check_int(name, arr)
     check_range(name, arr.astype(np.int64), 0, 2)
     return arr
+
+
+def labels(value: Any, kind: str, *, batch: int, token_shape: tuple[int, ...], classes: int) -> np.ndarray:
+    """Check a head's ``labels``. kind: "sequence" ([batch] class ids, or [batch] / [batch, classes] floats for
+    regression and multi-label), "token" (token_shape ids, -100 ignored; classes = vocab or labels) or
+    "choice" ([batch] choice index, -100 ignored; classes = number of choices)."""
+    arr = as_array("labels", value)
+    if kind == "sequence":
+        check_shape("labels", arr, (batch,) if arr.ndim == 1 else (batch, classes), "[batch] or [batch, num_labels]")
+        if not np.issubdtype(arr.dtype, np.integer):
+            return arr
+        if classes > 1:
+            check_range("labels", arr, 0, classes)
+        return arr.astype(np.int32)
+    shape, layout = (token_shape, "input_ids") if kind == "token" else ((batch,), "[batch]")
+    check_shape("labels", arr, shape, layout)
+    check_int("labels", arr)
+    check_range("labels", arr, 0, classes, allowed=(IGNORE_INDEX,))
+    return arr.astype(np.int32)
+
+
+def span_positions(inputs: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
+    """start_positions / end_positions of a QA head, each [batch] int, when given."""
+    out = {}
+    for name in ("start_positions", "end_positions"):
+        if inputs.get(name) is not None:
+            pos = as_array(name, inputs[name])
+            check_shape(name, pos, (batch,), "[batch]")
+            check_int(name, pos)
+            out[name] = pos.astype(np.int32)
+    return out

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
-from common.losses import IGNORE_INDEX
 from llama_jax.config import LlamaConfig
 
 
@@ -35,22 +34,8 @@ def validate_inputs(config: LlamaConfig, head: str, inputs: dict[str, Any]) -> d
         raise ValueError(f"input_ids has sequence length {t}, past max_position_embeddings={limit}; "
                          f"the allowed range is [1, {limit}]")
     if inputs.get("labels") is not None:
-        labels = V.as_array("labels", inputs["labels"])
-        if head == "sequence_classification":
-            V.check_shape("labels", labels, (b,) if labels.ndim == 1 else (b, config.num_labels), "[batch] or [batch, num_labels]")
-            if np.issubdtype(labels.dtype, np.integer) and config.num_labels > 1:
-                V.check_range("labels", labels, 0, config.num_labels)
-            out["labels"] = labels if not np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int32)
-        else:
-            V.check_shape("labels", labels, ids.shape, "input_ids")
-            V.check_int("labels", labels)
-            high = config.vocab_size if head == "causal_lm" else config.num_labels
-            V.check_range("labels", labels, 0, high, allowed=(IGNORE_INDEX,))
-            out["labels"] = labels.astype(np.int32)
-    for name in ("start_positions", "end_positions"):
-        if inputs.get(name) is not None:
-            pos = V.as_array(name, inputs[name])
-            V.check_shape(name, pos, (b,), "[batch]")
-            V.check_int(name, pos)
-            out[name] = pos.astype(np.int32)
+        kind = "sequence" if head == "sequence_classification" else "token"
+        classes = config.vocab_size if head == "causal_lm" else config.num_labels
+        out["labels"] = V.labels(inputs["labels"], kind, batch=b, token_shape=ids.shape, classes=classes)
+    out.update(V.span_positions(inputs, b))
     return out

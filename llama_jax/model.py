@@ -25,7 +25,8 @@ import jax.numpy as jnp
 
 from common import layers as L
 from common.attention import attention, causal_mask
-from common.losses import causal_lm_loss, cross_entropy, sequence_classification_loss, span_loss
+from common.heads import span_head
+from common.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
 from common.remat import remat
@@ -245,11 +246,7 @@ def llama_question_answering(params, config, input_ids, attention_mask=None, pos
     """LlamaForQuestionAnswering. start_logits, end_logits: [B, T]."""
     out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
                      output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    logits = L.dense(params["qa_outputs"], out.last_hidden_state)
-    start, end = logits[..., 0], logits[..., 1]
-    loss = None
-    if start_positions is not None and end_positions is not None:
-        loss = span_loss(start, end, start_positions, end_positions)
+    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
     return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
                                    attentions=out.attentions)
 

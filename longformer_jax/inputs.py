@@ -13,7 +13,6 @@ import numpy as np
 
 from common import validation as V
 from common.longformer_attention import count_max_num_global
-from common.losses import IGNORE_INDEX
 from longformer_jax.config import LongformerConfig
 from longformer_jax.model import default_global_attention_mask
 
@@ -81,28 +80,8 @@ def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any])
 
     b = shape[0]
     if inputs.get("labels") is not None:
-        labels = V.as_array("labels", inputs["labels"])
-        if head == "sequence_classification":
-            V.check_shape("labels", labels, (b,) if labels.ndim == 1 else (b, config.num_labels),
-                          "[batch] or [batch, num_labels]")
-            if np.issubdtype(labels.dtype, np.integer) and config.num_labels > 1:
-                V.check_range("labels", labels, 0, config.num_labels)
-            out["labels"] = labels if not np.issubdtype(labels.dtype, np.integer) else labels.astype(np.int32)
-        elif head == "multiple_choice":
-            V.check_shape("labels", labels, (b,), "[batch]")
-            V.check_int("labels", labels)
-            V.check_range("labels", labels, 0, shape[1], allowed=(IGNORE_INDEX,))
-            out["labels"] = labels.astype(np.int32)
-        else:
-            V.check_shape("labels", labels, shape, "input_ids")
-            V.check_int("labels", labels)
-            high = config.vocab_size if head == "masked_lm" else config.num_labels
-            V.check_range("labels", labels, 0, high, allowed=(IGNORE_INDEX,))
-            out["labels"] = labels.astype(np.int32)
-    for name in ("start_positions", "end_positions"):
-        if inputs.get(name) is not None:
-            pos = V.as_array(name, inputs[name])
-            V.check_shape(name, pos, (b,), "[batch]")
-            V.check_int(name, pos)
-            out[name] = pos.astype(np.int32)
+        kind = {"sequence_classification": "sequence", "multiple_choice": "choice"}.get(head, "token")
+        classes = {"masked_lm": config.vocab_size, "multiple_choice": shape[1]}.get(head, config.num_labels)
+        out["labels"] = V.labels(inputs["labels"], kind, batch=b, token_shape=shape, classes=classes)
+    out.update(V.span_positions(inputs, b))
     return out

@@ -37,7 +37,8 @@ import numpy as np
 
 from common import layers as L
 from common.longformer_attention import count_max_num_global, longformer_self_attention
-from common.losses import cross_entropy, sequence_classification_loss, span_loss
+from common.heads import span_head
+from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
 from common.remat import remat
@@ -361,10 +362,6 @@ def longformer_question_answering(params, config, input_ids, attention_mask=None
     global_attention_mask = _with_default_global(config, "question_answering", input_ids, global_attention_mask)
     out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
                max_num_global, deterministic, rng, output_hidden_states, output_attentions)
-    logits = L.dense(params["qa_outputs"], out.last_hidden_state)
-    start, end = logits[..., 0], logits[..., 1]
-    loss = None
-    if start_positions is not None and end_positions is not None:
-        loss = span_loss(start, end, start_positions, end_positions)
+    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
     return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
                                    attentions=out.attentions, global_attentions=out.global_attentions)
