@@ -12,9 +12,11 @@ import pytest
 import torch
 
 import conversion
+from tests import parity
+from tests.parity import assert_close
 from tests.hf_llama import HF_CLASSES, ROPES, hf_model, left_padded_batch, save_hf, torch_out
 
-ATOL = 1e-5
+ATOL = parity.ATOL
 
 VARIANTS = {
     "gqa": {},
@@ -26,18 +28,7 @@ VARIANTS = {
 
 
 def load_pair(tmp_path, head, **overrides):
-    hf = hf_model(head, **overrides)
-    ours = conversion.from_pretrained(save_hf(hf, tmp_path / head), progress=False)
-    return hf, ours
-
-
-def assert_close(ours, ref, mask=None, what=""):
-    ours, ref = np.asarray(ours), np.asarray(ref)
-    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
-    diff = np.abs(ours - ref)
-    if mask is not None:
-        diff = diff[mask.astype(bool)]
-    assert diff.max() <= ATOL, f"{what}: max abs diff {diff.max():.3e} > {ATOL}"
+    return parity.load_pair(hf_model, save_hf, tmp_path, head, **overrides)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

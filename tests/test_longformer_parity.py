@@ -15,26 +15,17 @@ import torch
 import transformers
 
 import conversion
+from tests import parity
+from tests.parity import assert_close
 from tests.hf_longformer import HF_CLASSES, hf_model, qa_batch, save_hf, torch_out
 
-ATOL = 1e-5
+ATOL = parity.ATOL
 WINDOWS = {"uniform": {"attention_window": 4}, "per_layer": {"attention_window": [8, 4]}}
 FIELDS = {"model": ("last_hidden_state", "pooler_output"), "question_answering": ("start_logits", "end_logits")}
 
 
 def load_pair(tmp_path, head, **overrides):
-    hf = hf_model(head, **overrides)
-    ours = conversion.from_pretrained(save_hf(hf, tmp_path / head), progress=False)
-    return hf, ours
-
-
-def assert_close(ours, ref, mask=None, what=""):
-    ours, ref = np.asarray(ours), np.asarray(ref)
-    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
-    diff = np.abs(ours - ref)
-    if mask is not None:
-        diff = diff[np.broadcast_to(mask.astype(bool), diff.shape)]
-    assert diff.max() <= ATOL, f"{what}: max abs diff {diff.max():.3e} > {ATOL}"
+    return parity.load_pair(hf_model, save_hf, tmp_path, head, **overrides)
 
 
 def batch(head):
