@@ -38,7 +38,7 @@ class ZooConfig:
     # HF key -> our field name, for HF's attribute aliases (e.g. XLM's ``n_words`` -> ``vocab_size``).
     hf_aliases: ClassVar[Mapping[str, str]] = {}
 
-    attention_impl: str = "reference"
+    attention_impl: str = "auto"  # each attention module resolves it (dense causal for Llama, blocked for Longformer)
     remat_policy: str = "none"
     compute_dtype: str | None = None
     scan_layers: bool = True

@@ -81,3 +81,33 @@ def test_jit_and_grad_of_every_head(tmp_path):
         grads = jax.grad(scalar)(model.params)
         assert jax.tree.structure(grads) == jax.tree.structure(model.params), head
         assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads)), head
+
+
+def test_default_model_has_no_t_by_t_array():
+    """A config built by hand gets the O(T*w) path ("auto" -> blocked): no buffer with two dims >= T in the
+    compiled forward + backward of a whole model (the dense oracle, for contrast, has them)."""
+    import re
+
+    from longformer_jax import model as M
+    from longformer_jax.config import LongformerConfig
+
+    t = 512
+
+    def square_buffers(config):
+        params = M.init_params(config, jax.random.PRNGKey(0), jnp.float32, "question_answering")
+        ids, mask = jnp.full((1, t), 5), jnp.ones((1, t), jnp.int32)
+        glob = jnp.zeros((1, t), jnp.int32).at[:, :3].set(1)
+
+        def loss(p):
+            out = M.longformer_question_answering(p, config, ids, mask, glob, max_num_global=3)
+            return jnp.sum(out.start_logits) + jnp.sum(out.end_logits)
+
+        hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+        shapes = {tuple(int(d) for d in m.group(1).split(",") if d) for m in re.finditer(r"\[([0-9,]+)\]", hlo)}
+        return {s for s in shapes if sum(d >= t for d in s) >= 2}
+
+    config = LongformerConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                              intermediate_size=37, attention_window=8, max_position_embeddings=t + 8, pad_token_id=1)
+    assert config.attention_impl == "auto"
+    assert square_buffers(config) == set()
+    assert square_buffers(config.replace(attention_impl="reference"))  # the check can fail
