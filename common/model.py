@@ -23,9 +23,9 @@ from common.generation import SamplingConfig, generate
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
-# Arguments that are static under jit (Python values that shape the program). A family's input validator may
-# compute one on the host (e.g. Longformer's number of global-attention slots) and return it with the arrays.
-STATIC_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic", "max_num_global")
+# Arguments that are static under jit (Python values that shape the program); a head adds its own in
+# HeadSpec.static_args, which its input validator may compute on the host and return with the arrays.
+STATIC_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,7 @@ class HeadSpec:
     init_cache: Callable | None = None  # decoder-only generation hooks (see common.generation)
     cached_step: Callable | None = None
     max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
+    static_args: tuple[str, ...] = ()  # head-specific static arguments (e.g. Longformer's max_num_global)
 
 
 class Model:
@@ -51,8 +52,9 @@ class Model:
         self.spec = spec
         self.generation_config = dict(generation_config or {})
         sig = inspect.signature(spec.forward).parameters
-        self._static = tuple(name for name in STATIC_ARGS if name in sig)
-        self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + STATIC_ARGS)
+        static = STATIC_ARGS + spec.static_args
+        self._static = tuple(name for name in static if name in sig)
+        self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + static)
         self._forward = jax.jit(spec.forward, static_argnames=("config",) + self._static)
 
     @property

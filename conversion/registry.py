@@ -61,7 +61,7 @@ from longformer_jax.sharding import PARTITION_RULES as LONGFORMER_RULES  # noqa:
 
 def _longformer(hf_class: str, head: str, forward, prefix: str) -> Architecture:
     spec = HeadSpec(hf_class, head, forward, longformer_inputs.validate_inputs,
-                    max_positions=longformer_inputs.max_positions)
+                    max_positions=longformer_inputs.max_positions, static_args=("max_num_global",))
     return Architecture(spec, "longformer", LongformerConfig, longformer.init_params, longformer_table.rules,
                         longformer_table.ignored, prefix, LONGFORMER_RULES)
 
