@@ -61,6 +61,29 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     return y.astype(x.dtype).reshape(*lead, w.shape[-1])
 
 
+# XLA:CPU's GEMM runs at full speed up to a few thousand rows and then degrades (a [16384, 768] x [768, 768]
+# product takes 7x the time of a [4096, 768] one, not 4x): beyond ROW_CHUNK_ABOVE rows, a loop over blocks of
+# ROW_CHUNK rows keeps each product in the fast regime (measured in benchmarks/README.md, Longformer).
+ROW_CHUNK_ABOVE = 4096
+ROW_CHUNK = 2048
+
+
+def _rows_in_chunks(x: jax.Array, w: jax.Array, dims) -> jax.Array:
+    """dot_general(x [n, k], w, dims) contracting x's last axis, in blocks of ROW_CHUNK rows on CPU when n is
+    large; a single product otherwise (accelerators, small n)."""
+    n = x.shape[0]
+    if n <= ROW_CHUNK_ABOVE or jax.default_backend() != "cpu":
+        return jax.lax.dot_general(x, w, dims)
+    blocks = -(-n // ROW_CHUNK)
+    xp = jnp.pad(x, ((0, blocks * ROW_CHUNK - n), (0, 0))).reshape(blocks, ROW_CHUNK, x.shape[1])
+    y = jax.lax.map(lambda xb: jax.lax.dot_general(xb, w, dims), xp)
+    return y.reshape(blocks * ROW_CHUNK, y.shape[-1])[:n]
+
+
+_X_AT_W = (((1,), (0,)), ((), ()))  # x @ w
+_G_AT_WT = (((1,), (1,)), ((), ()))  # g @ w.T
+
+
 @jax.custom_vjp
 def _matmul_2d(x: jax.Array, w: jax.Array) -> jax.Array:
     """x: [n, in] @ w: [in, out], with a hand-written backward.
@@ -68,16 +91,16 @@ def _matmul_2d(x: jax.Array, w: jax.Array) -> jax.Array:
     XLA:CPU differentiates ``x @ w`` into products over explicitly transposed copies of the cotangent
     (e.g. a [vocab, tokens] copy for the LM head); contracting over the token axis directly is 2-3x faster.
     """
-    return x @ w
+    return _rows_in_chunks(x, w, _X_AT_W)
 
 
 def _matmul_2d_fwd(x, w):
-    return x @ w, (x, w)
+    return _matmul_2d(x, w), (x, w)
 
 
 def _matmul_2d_bwd(res, g):
     x, w = res
-    return (jax.lax.dot_general(g, w, (((1,), (1,)), ((), ()))),  # g @ w.T  -> [n, in]
+    return (_rows_in_chunks(g, w, _G_AT_WT),  # g @ w.T  -> [n, in]
             jax.lax.dot_general(x, g, (((0,), (0,)), ((), ()))))  # x.T @ g -> [in, out]
 
 

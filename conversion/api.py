@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from tqdm.auto import tqdm
 from common.model import Model
 from common.sharding import param_shardings, place
 from conversion.io import CheckpointReader, write_safetensors
-from conversion.mapping import get_path, matches_any, set_path, tree_paths
+from conversion.mapping import get_path, matches_any, modern_name, set_path, tree_paths
 from conversion.orbax_io import is_orbax_dir, restore_params
 from conversion.registry import ARCHITECTURES, Architecture
 
@@ -63,44 +65,118 @@ def expected_tree(arch: Architecture, config, dtype) -> dict:
 
 
 # --------------------------------------------------------------------------------------- loading
-def check_checkpoint(arch: Architecture, config, shapes: dict[str, tuple[int, ...]], expected: dict) -> None:
-    """Raise one CheckpointMismatchError naming every missing, unexpected or mis-shaped HF tensor."""
+@dataclasses.dataclass
+class CheckpointMatch:
+    """How a checkpoint's tensors map onto an architecture's rules (see :func:`match_checkpoint`)."""
+
+    prefix: str  # backbone prefix the file uses
+    sources: dict[str, str]  # HF name the rules expect -> the name in the file (legacy names, alternatives)
+    missing_rules: list  # rules none of whose tensors are in the file (only with allow_missing)
+    dropped: list  # another head's tensors, outside the backbone (only with allow_missing)
+
+
+def _family_prefixes(arch: Architecture) -> list[str]:
+    """Backbone prefixes to try: the architecture's own; for a bare backbone, also its family's head prefixes
+    (loading ``LongformerModel`` from a ``LongformerForMaskedLM`` file, as transformers allows)."""
+    if arch.backbone_prefix:
+        return [arch.backbone_prefix]
+    heads = sorted({a.backbone_prefix for a in ARCHITECTURES.values() if a.family == arch.family} - {""})
+    return [""] + heads
+
+
+def match_checkpoint(arch: Architecture, config, shapes: dict[str, tuple[int, ...]], expected: dict,
+                     allow_missing: bool = False) -> CheckpointMatch:
+    """Match every rule's tensors to the file's names, or raise one CheckpointMismatchError naming every missing,
+    unexpected or mis-shaped HF tensor.
+
+    Accepted besides the current names: transformers' legacy ``LayerNorm.gamma/beta``, each rule's
+    ``alternatives``, and (for a bare backbone) a file saved from one of the family's heads, whose head tensors
+    are then left out. With ``allow_missing``, rules with no tensor at all in the file are returned instead of
+    reported (a rule with only some of its layers is still an error), and tensors outside the backbone (the
+    file's own head) are returned as ``dropped`` instead of reported as unexpected.
+    """
     n = config.num_hidden_layers
-    wanted: dict[str, tuple[int, ...]] = {}
-    for rule in arch.rules(config, arch.head):
+    by_modern = {modern_name(k): k for k in shapes}
+    rules = arch.rules(config, arch.head)
+
+    def found(prefix):
+        return sum(any(c in by_modern for c in cands) for r in rules for cands in r.candidate_names(prefix, n))
+
+    prefix = max(_family_prefixes(arch), key=found)  # ties keep the architecture's own prefix (listed first)
+    sources: dict[str, str] = {}
+    missing, misshaped, missing_rules = [], [], []
+    for rule in rules:
         hf_shape = rule.hf_shape(get_path(expected, rule.path).shape)
-        for name in rule.hf_names(arch.backbone_prefix, n):
-            wanted[name] = hf_shape
+        per_tensor = rule.candidate_names(prefix, n)
+        hits = [next((by_modern[c] for c in cands if c in by_modern), None) for cands in per_tensor]
+        if allow_missing and not any(hits):
+            missing_rules.append(rule)
+            continue
+        for cands, hit in zip(per_tensor, hits):
+            if hit is None:
+                missing.append(cands[0])
+                continue
+            sources[cands[0]] = hit
+            if tuple(shapes[hit]) != tuple(hf_shape):
+                misshaped.append(f"{hit}: checkpoint {tuple(shapes[hit])}, expected {hf_shape}")
+    used = set(sources.values())
     ignored = arch.ignored(config, arch.head)
-    missing = sorted(set(wanted) - set(shapes))
-    unexpected = sorted(k for k in set(shapes) - set(wanted) if not matches_any(k, ignored))
-    misshaped = sorted(f"{k}: checkpoint {shapes[k]}, expected {wanted[k]}"
-                       for k in set(wanted) & set(shapes) if tuple(shapes[k]) != tuple(wanted[k]))
+    foreign_head = prefix != arch.backbone_prefix  # a head's file read as a bare backbone: skip its head tensors
+    unexpected = sorted(k for k in shapes if k not in used and not matches_any(modern_name(k), ignored)
+                        and not (foreign_head and not k.startswith(prefix)))
+    if foreign_head:
+        unexpected = [k for k in unexpected if not matches_any(modern_name(k)[len(prefix):], ignored)]
+    dropped = []
+    if allow_missing and arch.backbone_prefix:  # starting a new head: the file's own head is left out
+        dropped = [k for k in unexpected if not k.startswith(arch.backbone_prefix)]
+        unexpected = [k for k in unexpected if k.startswith(arch.backbone_prefix)]
     if missing or unexpected or misshaped:
         parts = [f"checkpoint does not match {arch.spec.hf_class}:"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+        for title, items in (("missing", sorted(missing)), ("unexpected", unexpected), ("wrong shape", misshaped)):
             if items:
                 parts.append(f"  {title} ({len(items)}): " + ", ".join(items))
+        if missing and not allow_missing:
+            parts.append("  (to start a new head from a backbone checkpoint, pass init_missing=<PRNG key>: "
+                         "tensors absent from the file are then initialised as init_params does)")
         raise CheckpointMismatchError("\n".join(parts))
+    return CheckpointMatch(prefix, sources, missing_rules, dropped)
 
 
 def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, mesh=None,
-                progress: bool = True) -> dict:
+                progress: bool = True, init_missing=None) -> dict:
     """Read, transform, stack and cast every tensor, one rule at a time.
 
     With a mesh, each param goes straight to its sharding (the family's partition rules), and each device
-    receives only its shard: the host holds one param at a time, never the model twice.
+    receives only its shard: the host holds one param at a time, never the model twice. ``init_missing`` (a
+    PRNG key) fills the params whose tensors are all absent from the file with init_params' values and leaves
+    out the tensors of the file's own head, with a warning naming each; without it, both are errors.
     """
     expected = expected_tree(arch, config, dtype)
-    check_checkpoint(arch, config, reader.shapes, expected)
+    match = match_checkpoint(arch, config, reader.shapes, expected, allow_missing=init_missing is not None)
     shardings = param_shardings(expected, arch.partition_rules, mesh) if mesh is not None else None
-    rules = arch.rules(config, arch.head)
     params: dict = {}
+
+    def put(path, value):
+        array = place(value, get_path(shardings, path)) if shardings is not None else jax.device_put(value)
+        set_path(params, path, array)
+
+    if match.missing_rules:
+        # Only the missing leaves are outputs: XLA drops the rest of the initialisation.
+        fresh = jax.jit(lambda key: [get_path(arch.init_params(config, key, dtype, arch.head), rule.path)
+                                     for rule in match.missing_rules])(init_missing)
+        for rule, value in zip(match.missing_rules, fresh):
+            put(rule.path, np.asarray(value))
+        warnings.warn(f"{arch.spec.hf_class}: initialised as init_params does (not in the checkpoint): "
+                      + ", ".join(rule.hf for rule in match.missing_rules), stacklevel=3)
+        del fresh
+    if match.dropped:
+        warnings.warn(f"{arch.spec.hf_class}: left out (another head's tensors): " + ", ".join(match.dropped),
+                      stacklevel=3)
+    rules = [r for r in arch.rules(config, arch.head) if r not in match.missing_rules]
     for rule in tqdm(rules, desc="loading tensors", unit="tensor", disable=not progress, leave=False):
-        arrays = [reader.get(name) for name in rule.hf_names(arch.backbone_prefix, config.num_hidden_layers)]
-        value = rule.to_param(arrays).astype(jnp.dtype(dtype))
-        array = place(value, get_path(shardings, rule.path)) if shardings is not None else jax.device_put(value)
-        set_path(params, rule.path, array)
+        names = rule.hf_names(match.prefix, config.num_hidden_layers)
+        arrays = [reader.get(match.sources[name]) for name in names]
+        put(rule.path, rule.to_param(arrays).astype(jnp.dtype(dtype)))
     return params
 
 
@@ -112,13 +188,16 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
-                    *, architecture: str | None = None, progress: bool = True) -> Model:
+                    *, architecture: str | None = None, init_missing=None, progress: bool = True) -> Model:
     """Load an HF checkpoint directory (or Hub id), or a directory made by ``jaxzoo convert``, into a Model.
 
     dtype: parameter dtype (e.g. jnp.float32, jnp.bfloat16); attention: "reference" | "blocked" | "pallas" |
     "auto"; mesh: a ``common.sharding.make_mesh`` mesh to place the params on by the family's partition rules
-    (then ``model(...)`` runs sharded); architecture: override config.json's "architectures" (e.g. load a LlamaForCausalLM checkpoint's
-    backbone as "LlamaModel" is not possible: the names differ; pick the class the checkpoint was saved as).
+    (then ``model(...)`` runs sharded); architecture: override config.json's "architectures" (a bare backbone
+    such as "LongformerModel" loads from any of its family's head files, leaving the head out);
+    init_missing: a PRNG key to start a head that the file lacks (e.g. LongformerForSequenceClassification
+    from a masked-LM checkpoint): params with no tensor in the file are initialised as ``init_params`` does,
+    with a warning naming them. Without it, every absent tensor is an error.
     """
     directory = resolve_directory(path_or_hub_id)
     hf_config = read_json(directory / "config.json")
@@ -131,7 +210,8 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
                                   param_shardings(target, arch.partition_rules, mesh))
         params = restore_params(directory, target)
     else:
-        params = load_params(CheckpointReader(directory), arch, config, dtype, mesh=mesh, progress=progress)
+        params = load_params(CheckpointReader(directory), arch, config, dtype, mesh=mesh, progress=progress,
+                             init_missing=init_missing)
     gen_path = directory / "generation_config.json"
     generation_config = json.loads(gen_path.read_text()) if gen_path.exists() else None
     return Model(config, params, arch.spec, generation_config, mesh=mesh)

@@ -1,8 +1,8 @@
 """Longformer <-> HF name table. Backbone prefix: "longformer." in every head, none in LongformerModel.
 
 HF 5.x saves the masked-LM decoder tied away: ``lm_head.decoder.weight`` is the word embedding matrix and
-``lm_head.decoder.bias`` is ``lm_head.bias``; only ``lm_head.bias`` is read (the others are dropped when a
-checkpoint carries them) and written.
+``lm_head.decoder.bias`` is ``lm_head.bias``; ``lm_head.bias`` is read (or ``lm_head.decoder.bias`` when a file
+has only that one; the other copies are dropped) and written.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def rules(config: LongformerConfig, head: str) -> list[Rule]:
     if head == "masked_lm":
         out += dense_rules("lm_head.dense", ("lm_head", "dense"), bias=True, on_backbone=False)
         out += _layer_norm("lm_head.layer_norm", ("lm_head", "layer_norm"), on_backbone=False)
-        out.append(Rule("lm_head.bias", ("lm_head", "bias"), "none", on_backbone=False))
+        # Some files carry only the tied copy, lm_head.decoder.bias (transformers accepts either).
+        out.append(Rule("lm_head.bias", ("lm_head", "bias"), "none", on_backbone=False,
+                        alternatives=("lm_head.decoder.bias",)))
         if not config.tie_word_embeddings:
             out += dense_rules("lm_head.decoder", ("lm_head", "decoder"), bias=False, on_backbone=False)
     elif head == "sequence_classification":

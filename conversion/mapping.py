@@ -27,14 +27,21 @@ class Rule:
     path: tuple[str, ...]  # param-tree path; stacked rules point at a leaf with a leading layer axis
     transform: str = "none"
     on_backbone: bool = True  # the HF name takes the head's backbone prefix ("model.", "transformer.", ...)
+    # Other names the same tensor is found under in older files (load side only; saving writes `hf`).
+    alternatives: tuple[str, ...] = ()
 
     @property
     def stacked(self) -> bool:
         return "{i}" in self.hf
 
-    def hf_names(self, prefix: str, num_layers: int) -> list[str]:
-        name = (prefix if self.on_backbone else "") + self.hf
+    def hf_names(self, prefix: str, num_layers: int, name: str | None = None) -> list[str]:
+        name = (prefix if self.on_backbone else "") + (self.hf if name is None else name)
         return [name.format(i=i) for i in range(num_layers)] if self.stacked else [name]
+
+    def candidate_names(self, prefix: str, num_layers: int) -> list[tuple[str, ...]]:
+        """Per tensor (one per layer when stacked): the HF name, then its alternatives."""
+        per_name = [self.hf_names(prefix, num_layers, n) for n in (self.hf,) + self.alternatives]
+        return list(zip(*per_name))
 
     def hf_shape(self, param_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = param_shape[1:] if self.stacked else param_shape
@@ -47,6 +54,18 @@ class Rule:
     def to_hf(self, array: np.ndarray) -> list[np.ndarray]:
         back = TRANSFORMS[self.transform][1]
         return [back(a) for a in array] if self.stacked else [back(array)]
+
+
+# transformers renames these on load for every model (its "legacy" conversion): TF-era LayerNorm names.
+LEGACY_SUFFIXES = (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias"))
+
+
+def modern_name(name: str) -> str:
+    """A checkpoint key under its current transformers name (``...LayerNorm.gamma`` -> ``...LayerNorm.weight``)."""
+    for old, new in LEGACY_SUFFIXES:
+        if name.endswith(old):
+            return name[: -len(old)] + new
+    return name
 
 
 def dense_rules(hf: str, path: tuple[str, ...], *, bias: bool, on_backbone: bool = True) -> list[Rule]:

@@ -79,6 +79,8 @@ HF_CASES = [
     (4, 24, [5, 0, 2], [[0, 7, 9], [23], [3, 4, 12, 21]]),  # different counts, first/last, adjacent
     (8, 32, [7, 0], [[1, 2, 30], [0, 31, 16]]),  # a global flagged on padding (30) is not global
     (8, 16, [0, 9], [[], [2]]),
+    # X * heads >= hidden: global rows through the projected keys/values, not the folded form
+    (4, 24, [0, 2], [list(range(0, 24, 3)), [5]]),
 ]
 
 
@@ -142,6 +144,7 @@ BLOCKED_CASES = [
     (4, 64, 2, [10, 0], [[5, 40, 60], [63]], 2),   # a global on padding; extra (padding) slots
     (1, 10, 1, [1], [[4, 5]], 0),                  # w = 1 (HF itself crashes here)
     (5, 40, 3, [0, 13, 39], [[], [7, 8, 9, 10], [0]], 1),  # a row with one real token
+    (2, 24, 2, [0, 3], [list(range(1, 20, 2)), [4]], 0),   # X * heads >= hidden: projected global keys
 ]
 
 

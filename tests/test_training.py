@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import conversion
-from common.sharding import make_mesh, param_shardings
+from common.sharding import make_mesh
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step, train_step, loss_fn_for
 from conversion.mapping import get_path, tree_paths
 from tests.hf_llama import HF_CLASSES, hf_model, left_padded_batch, save_hf
