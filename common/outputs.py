@@ -54,3 +54,23 @@ class QuestionAnsweringOutput:
     hidden_states: tuple | None = None
     attentions: tuple | None = None
     global_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class Seq2SeqOutput:
+    """Encoder-decoder outputs (HF's ``LEDSeq2Seq*Output`` classes in one): the head's own fields (those a head
+    does not produce stay None), then the decoder's and the encoder's."""
+
+    last_hidden_state: Array | None = None  # decoder output (LEDModel)
+    logits: Array | None = None
+    start_logits: Array | None = None
+    end_logits: Array | None = None
+    loss: Array | None = None
+    past_key_values: Any = None
+    decoder_hidden_states: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    encoder_last_hidden_state: Array | None = None
+    encoder_hidden_states: tuple | None = None
+    encoder_attentions: tuple | None = None
+    encoder_global_attentions: tuple | None = None

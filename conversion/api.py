@@ -71,7 +71,7 @@ class CheckpointMatch:
 
     prefix: str  # backbone prefix the file uses
     sources: dict[str, str]  # HF name the rules expect -> the name in the file (legacy names, alternatives)
-    missing_rules: list  # rules none of whose tensors are in the file (only with allow_missing)
+    missing_rules: list  # rules with no tensor in the file: those with a default, and all with allow_missing
     dropped: list  # another head's tensors, outside the backbone (only with allow_missing)
 
 
@@ -109,7 +109,7 @@ def match_checkpoint(arch: Architecture, config, shapes: dict[str, tuple[int, ..
         hf_shape = rule.hf_shape(get_path(expected, rule.path).shape)
         per_tensor = rule.candidate_names(prefix, n)
         hits = [next((by_modern[c] for c in cands if c in by_modern), None) for cands in per_tensor]
-        if allow_missing and not any(hits):
+        if not any(hits) and (allow_missing or rule.default is not None):
             missing_rules.append(rule)
             continue
         for cands, hit in zip(per_tensor, hits):
@@ -160,14 +160,18 @@ def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, 
         array = place(value, get_path(shardings, path)) if shardings is not None else jax.device_put(value)
         set_path(params, path, array)
 
-    if match.missing_rules:
+    defaulted = [r for r in match.missing_rules if r.default is not None]
+    for rule in defaulted:  # what transformers does for these (a zero buffer), no warning
+        put(rule.path, np.zeros(get_path(expected, rule.path).shape, jnp.dtype(dtype)))
+    fresh_rules = [r for r in match.missing_rules if r.default is None]
+    if fresh_rules:
         # Only the missing leaves are outputs: XLA drops the rest of the initialisation.
         fresh = jax.jit(lambda key: [get_path(arch.init_params(config, key, dtype, arch.head), rule.path)
-                                     for rule in match.missing_rules])(init_missing)
-        for rule, value in zip(match.missing_rules, fresh):
+                                     for rule in fresh_rules])(init_missing)
+        for rule, value in zip(fresh_rules, fresh):
             put(rule.path, np.asarray(value))
         warnings.warn(f"{arch.spec.hf_class}: initialised as init_params does (not in the checkpoint): "
-                      + ", ".join(rule.hf for rule in match.missing_rules), stacklevel=3)
+                      + ", ".join(rule.hf for rule in fresh_rules), stacklevel=3)
         del fresh
     if match.dropped:
         warnings.warn(f"{arch.spec.hf_class}: left out (another head's tensors): " + ", ".join(match.dropped),

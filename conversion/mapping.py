@@ -18,6 +18,8 @@ TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
     "none": (lambda a: a, lambda a: a, lambda s: s),
     # torch Linear weight (out, in) <-> Flax kernel (in, out)
     "transpose": (lambda a: a.T, lambda a: a.T, lambda s: s[::-1]),
+    # a [1, n] buffer (e.g. BART-style final_logits_bias) <-> a [n] vector
+    "row": (lambda a: a.reshape(-1), lambda a: a.reshape(1, -1), lambda s: (1,) + tuple(s)),
 }
 
 
@@ -29,6 +31,8 @@ class Rule:
     on_backbone: bool = True  # the HF name takes the head's backbone prefix ("model.", "transformer.", ...)
     # Other names the same tensor is found under in older files (load side only; saving writes `hf`).
     alternatives: tuple[str, ...] = ()
+    # "zeros": a file may lack this tensor (transformers then makes it zeros, e.g. a buffer); None: required.
+    default: str | None = None
 
     @property
     def stacked(self) -> bool:

@@ -33,6 +33,7 @@ def _llama(hf_class: str, head: str, forward, prefix: str, generative: bool = Fa
     spec = HeadSpec(hf_class, head, forward, llama_inputs.validate_inputs,
                     init_cache=llama.init_cache if generative else None,
                     cached_step=llama.cached_step if generative else None,
+                    reorder_cache=llama.reorder_cache if generative else None,
                     max_positions=llama_inputs.max_positions)
     return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix,
                         LLAMA_RULES)
@@ -79,5 +80,31 @@ ARCHITECTURES.update({
                     longformer.longformer_token_classification, "longformer."),
         _longformer("LongformerForQuestionAnswering", "question_answering",
                     longformer.longformer_question_answering, "longformer."),
+    )
+})
+
+
+# ------------------------------------------------------------------------------------------- LED
+from conversion import led as led_table  # noqa: E402
+from led_jax import inputs as led_inputs  # noqa: E402
+from led_jax import model as led  # noqa: E402
+from led_jax.config import LEDConfig  # noqa: E402
+from led_jax.sharding import PARTITION_RULES as LED_RULES  # noqa: E402
+
+
+def _led(hf_class: str, head: str, forward, prefix: str) -> Architecture:
+    spec = HeadSpec(hf_class, head, forward, led_inputs.validate_inputs, max_positions=led_inputs.max_positions,
+                    static_args=("max_num_global",))
+    return Architecture(spec, "led", LEDConfig, led.init_params, led_table.rules, led_table.ignored, prefix, LED_RULES)
+
+
+ARCHITECTURES.update({
+    a.spec.hf_class: a
+    for a in (
+        _led("LEDModel", "model", led.led_model, ""),
+        _led("LEDForConditionalGeneration", "conditional_generation", led.led_conditional_generation, "led."),
+        # Removed from transformers 5.x; its 4.x checkpoints (and ours) still load and save.
+        _led("LEDForSequenceClassification", "sequence_classification", led.led_sequence_classification, "led."),
+        _led("LEDForQuestionAnswering", "question_answering", led.led_question_answering, "led."),
     )
 })

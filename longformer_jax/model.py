@@ -60,15 +60,6 @@ def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "m
     k_emb, k_layers, k_pool, k_head = jax.random.split(key, 4)
     dense = functools.partial(L.init_dense, std=std, dtype=dtype)
 
-    def one_layer(k):
-        ks = jax.random.split(k, 9)
-        return {
-            "attn": {name: dense(ks[j], h, h, bias=True) for j, name in enumerate(PROJECTIONS)},
-            "attn_output": {"dense": dense(ks[6], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
-            "intermediate": {"dense": dense(ks[7], h, i, bias=True)},
-            "output": {"dense": dense(ks[8], i, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
-        }
-
     ke = jax.random.split(k_emb, 3)
     params = {
         "embeddings": {
@@ -77,7 +68,7 @@ def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "m
             "token_type_embeddings": L.init_embedding(ke[2], c.type_vocab_size, h, std=std, dtype=dtype),
             "layer_norm": L.init_layer_norm(h, dtype),
         },
-        "layers": jax.vmap(one_layer)(jax.random.split(k_layers, n)),
+        "layers": init_layers(k_layers, h, i, n, std, dtype),
     }
     if head in ("model", "multiple_choice"):
         params["pooler"] = {"dense": dense(k_pool, h, h, bias=True)}
@@ -97,6 +88,22 @@ def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "m
     elif head == "question_answering":
         params["qa_outputs"] = dense(kh[0], h, 2, bias=True)
     return params
+
+
+def init_layers(key, h: int, i: int, n: int, std: float, dtype) -> dict:
+    """n stacked Longformer layers (also LED's encoder layers): every leaf has a leading [n] axis."""
+    dense = functools.partial(L.init_dense, std=std, dtype=dtype)
+
+    def one_layer(k):
+        ks = jax.random.split(k, 9)
+        return {
+            "attn": {name: dense(ks[j], h, h, bias=True) for j, name in enumerate(PROJECTIONS)},
+            "attn_output": {"dense": dense(ks[6], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
+            "intermediate": {"dense": dense(ks[7], h, i, bias=True)},
+            "output": {"dense": dense(ks[8], i, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
+        }
+
+    return jax.vmap(one_layer)(jax.random.split(key, n))
 
 
 # ------------------------------------------------------------------------------ global-attention masks
@@ -125,7 +132,7 @@ def default_global_attention_mask(config: LongformerConfig, head: str, input_ids
     return None
 
 
-def _num_global_slots(max_num_global, attention_mask, global_mask) -> int:
+def num_global_slots(max_num_global, attention_mask, global_mask) -> int:
     """The static number of global slots: the given int, or counted from concrete (non-traced) masks."""
     if max_num_global is None:
         if isinstance(attention_mask, jax.core.Tracer) or isinstance(global_mask, jax.core.Tracer):
@@ -169,6 +176,9 @@ def _layer(p, config: LongformerConfig, h, window: int, attention_mask, global_m
     a = drop(L.dense(p["attn_output"]["dense"], a), rng=L.fold_rng(rng, 1))
     h = L.layer_norm(p["attn_output"]["layer_norm"], a + h, config.layer_norm_eps)
     inter = L.activation(config.hidden_act)(L.dense(p["intermediate"]["dense"], h))
+    # LED's encoder layer drops out after the activation too (Longformer has no such rate).
+    inter = L.dropout(inter, getattr(config, "activation_dropout", 0.0), deterministic=deterministic,
+                      rng=L.fold_rng(rng, 3))
     out = drop(L.dense(p["output"]["dense"], inter), rng=L.fold_rng(rng, 2))
     h = L.layer_norm(p["output"]["layer_norm"], out + h, config.layer_norm_eps)
     return constrain(h, BATCH, None, None), local_probs, global_probs
@@ -183,30 +193,47 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
     attention_mask = jnp.ones((b, t), bool) if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
     global_mask = jnp.zeros((b, t), bool) if global_attention_mask is None else \
         jnp.asarray(global_attention_mask).astype(bool)
-    x_slots = _num_global_slots(max_num_global, attention_mask, global_mask)
+    x_slots = num_global_slots(max_num_global, attention_mask, global_mask)
     if token_type_ids is None:
         token_type_ids = jnp.zeros((b, t), jnp.int32)
 
-    pad = (config.max_window - t % config.max_window) % config.max_window
-    if pad:
-        right = ((0, 0), (0, pad))
-        input_ids = jnp.pad(input_ids, right, constant_values=config.pad_token_id)
-        attention_mask = jnp.pad(attention_mask, right, constant_values=False)
-        global_mask = jnp.pad(global_mask, right, constant_values=False)
-        token_type_ids = jnp.pad(token_type_ids, right, constant_values=0)
-        if position_ids is not None:
-            position_ids = jnp.pad(position_ids, right, constant_values=config.pad_token_id)
+    input_ids, attention_mask, global_mask, token_type_ids = pad_to_window(
+        config, config.pad_token_id, input_ids, attention_mask, global_mask, token_type_ids)
+    if position_ids is not None and position_ids.shape[1] != input_ids.shape[1]:
+        right = ((0, 0), (0, input_ids.shape[1] - position_ids.shape[1]))
+        position_ids = jnp.pad(position_ids, right, constant_values=config.pad_token_id)
     global_mask = global_mask & attention_mask  # HF's merge: a padding token is never global
 
     x = _embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
                     deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    return encode_layers(params["layers"], config, x, attention_mask, global_mask, x_slots, t,
+                         deterministic=deterministic, rng=L.fold_rng(rng, 1),
+                         output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+
+def pad_to_window(config, pad_value: int, input_ids, *arrays):
+    """Right-pad [B, T] arrays to a multiple of config.max_window (HF ``_pad_to_window_size``): input_ids with
+    ``pad_value``, the others (masks, token types) with 0. Returns the padded arrays in the same order."""
+    t = input_ids.shape[1]
+    pad = (config.max_window - t % config.max_window) % config.max_window
+    if not pad:
+        return (input_ids,) + arrays
+    right = ((0, 0), (0, pad))
+    return (jnp.pad(input_ids, right, constant_values=pad_value),) + tuple(
+        None if a is None else jnp.pad(a, right, constant_values=0) for a in arrays)
+
+
+def encode_layers(layers, config, x, attention_mask, global_mask, x_slots: int, t: int, *, deterministic=True,
+                  rng=None, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+    """The Longformer layer stack (also LED's encoder). x: [B, Tp, H] embedded input, padded to the window;
+    attention_mask / global_mask: [B, Tp] bool (global already restricted to real tokens); t: the un-padded
+    length. Returns hidden_states / attentions cut back to t (global_attentions keep Tp, as HF)."""
     x = constrain(x, BATCH, None, None)
-    layer_rng = L.fold_rng(rng, 1)
     windows = config.windows
 
     def run(p, h, i, window):
         return _layer(p, config, h, window, attention_mask, global_mask, x_slots, deterministic=deterministic,
-                      rng=None if layer_rng is None else jax.random.fold_in(layer_rng, i),
+                      rng=None if rng is None else jax.random.fold_in(rng, i),
                       output_attentions=output_attentions)
 
     if len(set(windows)) == 1:
@@ -216,8 +243,7 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
             return h, (h if output_hidden_states else None, lp, gp)
 
         n = config.num_hidden_layers
-        last, (per_layer, local, glob) = jax.lax.scan(remat(body, config.remat_policy), x,
-                                                      (params["layers"], jnp.arange(n)),
+        last, (per_layer, local, glob) = jax.lax.scan(remat(body, config.remat_policy), x, (layers, jnp.arange(n)),
                                                       unroll=1 if config.scan_layers else n)
         per_layer = [per_layer[j] for j in range(n)] if output_hidden_states else []
         local = [local[j] for j in range(n)] if output_attentions else []
@@ -226,7 +252,7 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
         # Different windows give layers different static shapes: unroll, slicing each layer's params.
         h, per_layer, local, glob = x, [], [], []
         for i, window in enumerate(windows):
-            p = jax.tree.map(lambda a, i=i: a[i], params["layers"])
+            p = jax.tree.map(lambda a, i=i: a[i], layers)
             h, lp, gp = remat(lambda p, h, i=i, window=window: run(p, h, i, window), config.remat_policy)(p, h)
             per_layer.append(h)
             local.append(lp)

@@ -1,0 +1,8 @@
+"""LED (HF ``LEDModel`` and its heads) as pure JAX functions over explicit param pytrees."""
+
+from led_jax.config import LEDConfig
+from led_jax.model import (HEADS, init_params, led_conditional_generation, led_model, led_question_answering,
+                           led_sequence_classification, shift_tokens_right)
+
+__all__ = ["HEADS", "LEDConfig", "init_params", "led_conditional_generation", "led_model", "led_question_answering",
+           "led_sequence_classification", "shift_tokens_right"]

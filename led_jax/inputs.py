@@ -1,0 +1,91 @@
+"""Validation of the inputs of every LED head (host side, before anything is traced).
+
+Also computes on the host what must be static under jit: the number of global attention slots
+(``max_num_global``), which ``common.model.Model`` passes to the head as a static argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from common import validation as V
+from common.longformer_attention import count_max_num_global
+from led_jax.config import LEDConfig
+
+
+def max_positions(config: LEDConfig) -> int:
+    """Largest decoder position + 1 (generation writes prompt + new tokens at decoder positions)."""
+    return config.max_decoder_position_embeddings
+
+
+def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
+    out: dict[str, np.ndarray] = {}
+    ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
+    out["input_ids"] = ids.astype(np.int32)
+    b, s = ids.shape
+    for name in ("attention_mask", "global_attention_mask"):
+        if inputs.get(name) is not None:
+            out[name] = V.binary_mask(name, inputs[name], ids.shape).astype(np.int32)
+    padded = -(-s // config.max_window) * config.max_window
+    if padded > config.max_encoder_position_embeddings:
+        raise ValueError(f"input_ids has length {s}, padded to {padded} (a multiple of the attention window "
+                         f"{config.max_window}): past max_encoder_position_embeddings="
+                         f"{config.max_encoder_position_embeddings}; the allowed length is at most "
+                         f"{config.max_encoder_position_embeddings // config.max_window * config.max_window}")
+    amask = out.get("attention_mask")
+    gmask = out.get("global_attention_mask")
+    if gmask is not None and amask is not None:
+        bad = np.argwhere((gmask == 1) & (amask == 0))
+        if len(bad):
+            raise ValueError(f"global_attention_mask marks padding position {tuple(int(i) for i in bad[0])} "
+                             "(attention_mask is 0 there); global tokens must be real tokens")
+    out["max_num_global"] = count_max_num_global(np.ones((b, s), bool) if amask is None else amask.astype(bool),
+                                                 np.zeros((b, s), bool) if gmask is None else gmask.astype(bool))
+
+    # The decoder's length: its own ids, else the labels' (conditional generation) or input_ids' (shifted).
+    dec = inputs.get("decoder_input_ids")
+    if dec is not None:
+        dec = V.token_ids("decoder_input_ids", dec, config.vocab_size)
+        if dec.shape[0] != b:
+            raise ValueError(f"decoder_input_ids has batch {dec.shape[0]}, input_ids has {b}: they must match")
+        out["decoder_input_ids"] = dec.astype(np.int32)
+    if inputs.get("decoder_attention_mask") is not None:
+        if dec is None:
+            raise ValueError("decoder_attention_mask needs decoder_input_ids")
+        out["decoder_attention_mask"] = V.binary_mask("decoder_attention_mask", inputs["decoder_attention_mask"],
+                                                      dec.shape, "decoder_input_ids").astype(np.int32)
+    labels = inputs.get("labels")
+    if head == "conditional_generation" and labels is not None:
+        arr = V.as_array("labels", labels)
+        if dec is None and (arr.ndim != 2 or arr.shape[0] != b):
+            raise ValueError(f"labels has shape {arr.shape}: expected [batch={b}, target_len]")
+        target = dec.shape if dec is not None else arr.shape
+        out["labels"] = V.labels(arr, "token", batch=b, token_shape=target, classes=config.vocab_size)
+    elif labels is not None and head == "sequence_classification":
+        out["labels"] = V.labels(labels, "sequence", batch=b, token_shape=ids.shape, classes=config.num_labels)
+    elif labels is not None:
+        raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
+                                                      if head == "question_answering" else ""))
+    t = dec.shape[1] if dec is not None else (out["labels"].shape[1] if "labels" in out and head ==
+                                               "conditional_generation" else s)
+    if t > config.max_decoder_position_embeddings:
+        source = "decoder_input_ids" if dec is not None else ("labels" if "labels" in out else
+                                                              "input_ids (shifted, as decoder_input_ids)")
+        raise ValueError(f"{source} has length {t}: past max_decoder_position_embeddings="
+                         f"{config.max_decoder_position_embeddings}; pass decoder_input_ids of at most that length")
+
+    if head == "sequence_classification":
+        # HF 4.x pools the decoder state at the last eos of each row and needs the same count in every row.
+        eos = config.eos_token_ids[0] if config.eos_token_ids else None
+        counts = (ids == eos).sum(axis=1) if eos is not None else np.zeros(b, int)
+        if (counts == 0).any() or len(set(counts.tolist())) > 1:
+            raise ValueError(f"input_ids: sequence classification pools at the eos token (eos_token_id={eos}); "
+                             f"every row needs the same number (>= 1) of them, got {counts.tolist()}")
+        if t < s:
+            raise ValueError(f"decoder_input_ids has length {t} < input_ids' {s}: sequence classification reads "
+                             "the decoder at input_ids' eos positions")
+    out.update(V.span_positions(inputs, b))
+    return out

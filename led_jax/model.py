@@ -1,0 +1,327 @@
+"""LED (Longformer Encoder-Decoder) as pure functions: ``init_params`` and one function per HF head class.
+
+LED is BART with Longformer's sliding-window + global self-attention in the encoder. Param tree
+(Le/Ld = encoder/decoder layers, H = d_model, V = vocab, Pe/Pd = encoder/decoder positions):
+
+    shared/embedding                                                    [V, H] (padding_idx = pad_token_id)
+    encoder/embed_positions/embedding [Pe, H], encoder/layernorm_embedding/{scale,bias}
+    encoder/layers/...        Longformer's layer tree (attn/{query,...,value_global}, attn_output, intermediate,
+                              output), every leaf stacked [Le, ...]: the encoder IS Longformer's layer stack
+    decoder/embed_positions/embedding [Pd, H], decoder/layernorm_embedding/{scale,bias}
+    decoder/layers/{self_attn,cross_attn}/{q_proj,k_proj,v_proj,out_proj}/{kernel [Ld, H, H], bias}
+    decoder/layers/{self_attn_layer_norm,cross_attn_layer_norm,final_layer_norm}/{scale,bias}
+    decoder/layers/fc1/{kernel [Ld, H, F], bias}, decoder/layers/fc2/{kernel [Ld, F, H], bias}
+    final_logits_bias [V] (+ lm_head/kernel [H, V] when not tie_word_embeddings)  (conditional_generation)
+    classification_head/{dense, out_proj}                                         (sequence_classification)
+    qa_outputs/{kernel [H, 2], bias}                                              (question_answering)
+
+Heads: ``f(params, config, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+decoder_attention_mask=None, <labels...>, max_num_global=None, *, deterministic=True, rng=None,
+output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput``. Without decoder_input_ids the decoder
+reads ``shift_tokens_right`` of the labels (conditional generation) or of input_ids (the others), as HF.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from common import layers as L
+from common.attention import attention, causal_mask
+from common.heads import span_head
+from common.losses import cross_entropy, sequence_classification_loss
+from common.outputs import Seq2SeqOutput
+from common.remat import remat
+from common.sharding import BATCH, constrain
+from led_jax.config import LEDConfig
+from longformer_jax.model import encode_layers, init_layers, num_global_slots, pad_to_window
+
+HEADS = ("model", "conditional_generation", "sequence_classification", "question_answering")
+ATTN_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
+LN_EPS = 1e-5  # every LED LayerNorm is nn.LayerNorm(d_model)
+
+
+# ------------------------------------------------------------------------------------------- init
+def init_params(config: LEDConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
+    """Random params with HF's init (normal(0, init_std), norms at 1, biases at 0)."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+    c, std, h = config, config.init_std, config.d_model
+    ks = jax.random.split(key, 8)
+    dense = functools.partial(L.init_dense, std=std, dtype=dtype, bias=True)
+
+    def decoder_layer(k):
+        kk = jax.random.split(k, 10)
+        return {
+            "self_attn": {n: dense(kk[j], h, h) for j, n in enumerate(ATTN_PROJ)},
+            "self_attn_layer_norm": L.init_layer_norm(h, dtype),
+            "cross_attn": {n: dense(kk[4 + j], h, h) for j, n in enumerate(ATTN_PROJ)},
+            "cross_attn_layer_norm": L.init_layer_norm(h, dtype),
+            "fc1": dense(kk[8], h, c.decoder_ffn_dim),
+            "fc2": dense(kk[9], c.decoder_ffn_dim, h),
+            "final_layer_norm": L.init_layer_norm(h, dtype),
+        }
+
+    params = {
+        "shared": L.init_embedding(ks[0], c.vocab_size, h, std=std, dtype=dtype),
+        "encoder": {
+            "embed_positions": L.init_embedding(ks[1], c.max_encoder_position_embeddings, h, std=std, dtype=dtype),
+            "layernorm_embedding": L.init_layer_norm(h, dtype),
+            "layers": init_layers(ks[2], h, c.encoder_ffn_dim, c.encoder_layers, std, dtype),
+        },
+        "decoder": {
+            "embed_positions": L.init_embedding(ks[3], c.max_decoder_position_embeddings, h, std=std, dtype=dtype),
+            "layernorm_embedding": L.init_layer_norm(h, dtype),
+            "layers": jax.vmap(decoder_layer)(jax.random.split(ks[4], c.decoder_layers)),
+        },
+    }
+    if head == "conditional_generation":
+        params["final_logits_bias"] = jnp.zeros((c.vocab_size,), dtype)
+        if not c.tie_word_embeddings:
+            params["lm_head"] = L.init_dense(ks[5], h, c.vocab_size, bias=False, std=std, dtype=dtype)
+    elif head == "sequence_classification":
+        params["classification_head"] = {"dense": dense(ks[5], h, h), "out_proj": dense(ks[6], h, c.num_labels)}
+    elif head == "question_answering":
+        params["qa_outputs"] = dense(ks[5], h, 2)
+    return params
+
+
+# ------------------------------------------------------------------------------------------ pieces
+def compute_dtype(params, config: LEDConfig):
+    return jnp.dtype(config.compute_dtype) if config.compute_dtype else params["shared"]["embedding"].dtype
+
+
+def shift_tokens_right(ids, pad_token_id: int, decoder_start_token_id: int):
+    """HF ``shift_tokens_right``: [B, T] -> [B, T] starting with decoder_start_token_id; -100 becomes pad."""
+    ids = jnp.asarray(ids)
+    shifted = jnp.concatenate([jnp.full((ids.shape[0], 1), decoder_start_token_id, ids.dtype), ids[:, :-1]], 1)
+    return jnp.where(shifted == -100, pad_token_id, shifted)
+
+
+def encode(params, config: LEDConfig, input_ids, attention_mask=None, global_attention_mask=None,
+           max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
+           output_attentions=False):
+    """LEDEncoder. input_ids: [B, S]; masks [B, S] (1/0). Returns Longformer's BaseModelOutput (un-padded)."""
+    b, s = input_ids.shape
+    dtype = compute_dtype(params, config)
+    am = jnp.ones((b, s), bool) if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
+    gm = jnp.zeros((b, s), bool) if global_attention_mask is None else jnp.asarray(global_attention_mask).astype(bool)
+    x_slots = num_global_slots(max_num_global, am, gm)
+    ids, am, gm = pad_to_window(config, config.pad_token_id, input_ids, am, gm)
+    gm = gm & am  # HF's merge: a padding token is never global
+    p = params["encoder"]
+    # LED's positions have no offset: row j is position j (HF cut BART's +2 rows).
+    x = L.embed(params["shared"], ids, dtype, config.pad_token_id) + \
+        p["embed_positions"]["embedding"][: ids.shape[1]].astype(dtype)[None]
+    x = L.layer_norm(p["layernorm_embedding"], x, LN_EPS)
+    x = L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    return encode_layers(p["layers"], config, x, am, gm, x_slots, s, deterministic=deterministic,
+                         rng=L.fold_rng(rng, 1), output_hidden_states=output_hidden_states,
+                         output_attentions=output_attentions)
+
+
+def _heads(x, n):
+    b, t, h = x.shape
+    return x.reshape(b, t, n, h // n)
+
+
+def _attend(p, config, h, kv, mask, *, deterministic, rng, output_attentions):
+    """BART attention: q = q_proj(h) / sqrt(d) (scaled before the product, as HF), k/v given [B, S, heads, d].
+    Returns (out_proj output [B, T, H], probs [B, heads, T, S] or None)."""
+    n = config.decoder_attention_heads
+    q = _heads(L.dense(p["q_proj"], h) * (config.d_model // n) ** -0.5, n)
+    out, probs = attention(q, kv[0], kv[1], mask, scale=1.0, dropout_rate=config.attention_dropout,
+                           deterministic=deterministic, rng=rng, return_probs=output_attentions)
+    b, t = h.shape[:2]
+    return L.dense(p["out_proj"], out.reshape(b, t, -1)), probs
+
+
+def cross_kv(params, config: LEDConfig, encoder_hidden):
+    """Every decoder layer's cross-attention keys and values: ([Ld, B, S, heads, d], same), computed once."""
+    n = config.decoder_attention_heads
+
+    def one(p):
+        return _heads(L.dense(p["k_proj"], encoder_hidden), n), _heads(L.dense(p["v_proj"], encoder_hidden), n)
+
+    return jax.lax.map(one, params["decoder"]["layers"]["cross_attn"])
+
+
+def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask, encoder_hidden, encoder_mask,
+           cache=None, *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False):
+    """LEDDecoder. decoder_input_ids: [B, T]; encoder_hidden: [B, S, H]; encoder_mask: [B, S] bool or None.
+
+    With ``cache`` (see :func:`init_cache`) the new tokens are written at ``cache["index"]`` and attend to the
+    cached keys; cross-attention keys/values come from the cache. Returns (last [B, T, H], hidden_states,
+    self-attention probs, cross-attention probs, new cache or None).
+    """
+    b, t = decoder_input_ids.shape
+    dtype = encoder_hidden.dtype
+    d = params["decoder"]
+    start = 0 if cache is None else cache["index"]
+    positions = start + jnp.arange(t)  # no offset, and not derived from the mask (HF)
+    x = L.embed(params["shared"], decoder_input_ids, dtype, config.pad_token_id) + \
+        jnp.take(d["embed_positions"]["embedding"], positions, axis=0).astype(dtype)[None]
+    x = L.layer_norm(d["layernorm_embedding"], x, LN_EPS)
+    x = constrain(L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0)), BATCH, None, None)
+
+    new_valid = jnp.ones((b, t), bool) if decoder_attention_mask is None else decoder_attention_mask.astype(bool)
+    if cache is None:
+        # HF builds no causal mask for a single token: it then attends to itself whatever its mask says.
+        self_mask = causal_mask(new_valid, jnp.arange(t)) if t > 1 else jnp.ones((b, 1, 1), bool)
+        cross = cross_kv(params, config, encoder_hidden)
+    else:
+        key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_valid, (0, start))
+        self_mask = causal_mask(key_valid, start + jnp.arange(t))
+        cross = (cache["cross_k"], cache["cross_v"])
+    s = encoder_hidden.shape[1]
+    enc_valid = jnp.ones((b, s), bool) if encoder_mask is None else encoder_mask.astype(bool)
+    cross_mask = jnp.broadcast_to(enc_valid[:, None, :], (b, t, s))
+    n = config.decoder_attention_heads
+    drop = functools.partial(L.dropout, rate=config.dropout, deterministic=deterministic)
+    layer_rng = L.fold_rng(rng, 1)
+
+    def layer(carry, xs):
+        h, ck, cv = carry
+        p, i, cross_k, cross_v = xs
+        r = None if layer_rng is None else jax.random.fold_in(layer_rng, i)
+        k, v = _heads(L.dense(p["self_attn"]["k_proj"], h), n), _heads(L.dense(p["self_attn"]["v_proj"], h), n)
+        if ck is not None:
+            ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (i, 0, start, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (i, 0, start, 0, 0))
+            k, v = ck[i].astype(dtype), cv[i].astype(dtype)
+        a, self_probs = _attend(p["self_attn"], config, h, (k, v), self_mask, deterministic=deterministic,
+                                rng=L.fold_rng(r, 0), output_attentions=output_attentions)
+        h = L.layer_norm(p["self_attn_layer_norm"], h + drop(a, rng=L.fold_rng(r, 1)), LN_EPS)
+        a, cross_probs = _attend(p["cross_attn"], config, h, (cross_k.astype(dtype), cross_v.astype(dtype)),
+                                 cross_mask, deterministic=deterministic, rng=L.fold_rng(r, 2),
+                                 output_attentions=output_attentions)
+        h = L.layer_norm(p["cross_attn_layer_norm"], h + drop(a, rng=L.fold_rng(r, 3)), LN_EPS)
+        f = L.activation(config.activation_function)(L.dense(p["fc1"], h))
+        f = L.dropout(f, config.activation_dropout, deterministic=deterministic, rng=L.fold_rng(r, 4))
+        h = L.layer_norm(p["final_layer_norm"], h + drop(L.dense(p["fc2"], f), rng=L.fold_rng(r, 5)), LN_EPS)
+        h = constrain(h, BATCH, None, None)
+        return (h, ck, cv), (h if output_hidden_states else None, self_probs, cross_probs)
+
+    ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
+    nl = config.decoder_layers
+    xs = (d["layers"], jnp.arange(nl), cross[0], cross[1])
+    (last, ck, cv), (per_layer, self_probs, cross_probs) = jax.lax.scan(
+        remat(layer, config.remat_policy), (x, ck, cv), xs, unroll=1 if config.scan_layers else nl)
+    hidden_states = (x,) + tuple(per_layer[j] for j in range(nl)) if output_hidden_states else None
+    self_attn = tuple(self_probs[j] for j in range(nl)) if output_attentions else None
+    cross_attn = tuple(cross_probs[j] for j in range(nl)) if output_attentions else None
+    new_cache = None
+    if cache is not None:
+        new_cache = dict(cache, k=ck, v=cv, valid=key_valid, index=start + t)
+    return last, hidden_states, self_attn, cross_attn, new_cache
+
+
+def init_cache(config: LEDConfig, batch: int, length: int, dtype, encoder_len: int) -> dict:
+    """An empty decoder cache for ``length`` target positions: self-attention k/v [Ld, B, length, heads, d], key
+    validity [B, length], cross-attention k/v [Ld, B, S, heads, d] (filled by the caller) and the write index."""
+    n = config.decoder_attention_heads
+    shape = (config.decoder_layers, batch, length, n, config.d_model // n)
+    cross = (config.decoder_layers, batch, encoder_len, n, config.d_model // n)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype), "valid": jnp.zeros((batch, length), bool),
+            "cross_k": jnp.zeros(cross, dtype), "cross_v": jnp.zeros(cross, dtype), "index": jnp.int32(0)}
+
+
+def lm_logits(params, config: LEDConfig, hidden):
+    """lm_head (tied to the shared embeddings unless tie_word_embeddings is False) + final_logits_bias."""
+    if config.tie_word_embeddings:
+        logits = L.matmul(hidden, params["shared"]["embedding"].T.astype(hidden.dtype))
+    else:
+        logits = L.dense(params["lm_head"], hidden)
+    return logits + params["final_logits_bias"].astype(hidden.dtype)
+
+
+# ----------------------------------------------------------------------------------------- heads
+def _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
+             decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states, output_attentions):
+    """Encoder, then decoder over its output; decoder_input_ids default to shift_tokens_right(input_ids)."""
+    enc = encode(params, config, input_ids, attention_mask, global_attention_mask, max_num_global,
+                 deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
+                 output_attentions=output_attentions)
+    if decoder_input_ids is None:
+        decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
+    enc_mask = None if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
+    dec_mask = None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask)
+    last, hs, self_attn, cross_attn, _ = decode(
+        params, config, decoder_input_ids, dec_mask, enc.last_hidden_state, enc_mask, deterministic=deterministic,
+        rng=L.fold_rng(rng, 1), output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    return last, Seq2SeqOutput(
+        decoder_hidden_states=hs, decoder_attentions=self_attn, cross_attentions=cross_attn,
+        encoder_last_hidden_state=enc.last_hidden_state, encoder_hidden_states=enc.hidden_states,
+        encoder_attentions=enc.attentions, encoder_global_attentions=enc.global_attentions)
+
+
+def led_model(params, config, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+              decoder_attention_mask=None, max_num_global=None, *, deterministic=True, rng=None,
+              output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput:
+    """LEDModel. last_hidden_state: the decoder's [B, T, H]; encoder_last_hidden_state: [B, S, H]."""
+    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
+                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
+                         output_attentions)
+    return out.replace(last_hidden_state=last)
+
+
+def led_conditional_generation(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                               decoder_input_ids=None, decoder_attention_mask=None, labels=None,
+                               max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
+                               output_attentions=False) -> Seq2SeqOutput:
+    """LEDForConditionalGeneration. logits: [B, T, V]; loss: CE over labels != -100 (the decoder reads
+    shift_tokens_right(labels) when no decoder_input_ids are given)."""
+    if labels is not None and decoder_input_ids is None:
+        decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
+                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
+                         output_attentions)
+    logits = lm_logits(params, config, last)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return out.replace(logits=logits, loss=loss)
+
+
+def eos_index(input_ids, eos_token_id: int):
+    """Position of the last eos token of each row: [B, T] -> [B] (HF 4.x pools the decoder state there)."""
+    t = input_ids.shape[-1]
+    return t - 1 - jnp.argmax(jnp.flip(input_ids == eos_token_id, axis=-1), axis=-1)
+
+
+def led_sequence_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                                decoder_input_ids=None, decoder_attention_mask=None, labels=None,
+                                max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
+                                output_attentions=False) -> Seq2SeqOutput:
+    """LEDForSequenceClassification (transformers 4.x; removed in 5.x). logits: [B, num_labels] from the decoder
+    state at the last eos token of input_ids, through dropout -> dense -> tanh -> dropout -> out_proj."""
+    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
+                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
+                         output_attentions)
+    eos = config.eos_token_ids[0]
+    pooled = jnp.take_along_axis(last, eos_index(input_ids, eos)[:, None, None], axis=1)[:, 0]
+    p = params["classification_head"]
+    drop = functools.partial(L.dropout, rate=config.classifier_dropout, deterministic=deterministic)
+    x = drop(pooled, rng=L.fold_rng(rng, 2))
+    x = drop(jnp.tanh(L.dense(p["dense"], x)), rng=L.fold_rng(rng, 3))
+    logits = L.dense(p["out_proj"], x)
+    loss = None
+    if labels is not None:
+        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return out.replace(logits=logits, loss=loss)
+
+
+def led_question_answering(params, config, input_ids, attention_mask=None, global_attention_mask=None,
+                           decoder_input_ids=None, decoder_attention_mask=None, start_positions=None,
+                           end_positions=None, max_num_global=None, *, deterministic=True, rng=None,
+                           output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput:
+    """LEDForQuestionAnswering. start_logits, end_logits: [B, T] over the DECODER positions (HF)."""
+    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
+                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
+                         output_attentions)
+    start, end, loss = span_head(params["qa_outputs"], last, start_positions, end_positions)
+    return out.replace(start_logits=start, end_logits=end, loss=loss)
+
+
+__all__ = ["HEADS", "init_params", "init_cache", "encode", "decode", "cross_kv", "shift_tokens_right", "led_model",
+           "led_conditional_generation", "led_sequence_classification", "led_question_answering"]
