@@ -1,15 +1,20 @@
-"""Autoregressive generation for decoder-only models: the whole loop inside one jit.
+"""Autoregressive generation: the whole loop inside one jit (greedy and sampling here, beam search in
+``common.beam_search``).
 
-A family provides two pure functions:
+A family provides pure functions:
 
-- ``init_cache(config, batch, length, dtype) -> cache`` (a pytree holding an int32 ``"index"``), and
+- ``init_cache(config, batch, length, dtype) -> cache`` (a pytree holding an int32 ``"index"``),
 - ``cached_step(params, config, input_ids [B, T], attention_mask [B, T], position_ids [B, T], cache)
-  -> (next-token logits [B, V] float32, cache)``.
+  -> (next-token logits [B, V] float32, cache)``, and, for beam search,
+- ``reorder_cache(cache, beam_indices [N]) -> cache`` whose row ``i`` is the old row ``beam_indices[i]`` (HF's
+  ``_reorder_cache``; N may differ from the old row count, which is how the prefilled cache is expanded to
+  ``batch * num_beams`` rows).
 
 Prefill runs the (left-padded) prompt through ``cached_step`` once with HF's mask-derived positions
 (``cumsum(mask) - 1``, pads at 0); each decode step feeds one token at the previous position + 1, under
 ``lax.while_loop``, which stops early once every row has produced an EOS. Finished rows receive
-``pad_token_id``, as in HF. Token selection follows HF's warper order: temperature, top-k, top-p.
+``pad_token_id``, as in HF. Scores pass through HF's logits processors (no-repeat n-gram, then min new
+tokens) and then its warpers (temperature, top-k, top-p) before a token is picked.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplingConfig:
-    """Static generation settings (a jit static argument)."""
+class GenerationConfig:
+    """Static generation settings (a jit static argument), named as in HF's GenerationConfig."""
 
     max_new_tokens: int = 32
     do_sample: bool = False
@@ -33,23 +38,58 @@ class SamplingConfig:
     top_p: float = 1.0
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int = 0
+    min_new_tokens: int = 0  # EOS is banned until this many tokens are generated
+    no_repeat_ngram_size: int = 0  # 0 disables
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    length_penalty: float = 1.0  # beam scores are divided by generated_length ** length_penalty
+    early_stopping: bool | str = False  # True, False or "never" (HF's beam stopping heuristics)
 
     def validate(self, vocab_size: int) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens = {self.max_new_tokens!r} is invalid: expected an integer >= 1")
+        def bad(name, value, expected):
+            raise ValueError(f"{name} = {value!r} is invalid: expected {expected}")
+
+        def is_int(x):
+            return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+        if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            bad("max_new_tokens", self.max_new_tokens, "an integer >= 1")
+        if not is_int(self.num_beams) or self.num_beams < 1:
+            bad("num_beams", self.num_beams, "an integer >= 1 (1 is greedy or sampling)")
+        if self.do_sample and self.num_beams > 1:
+            raise ValueError(f"do_sample=True with num_beams = {self.num_beams} (beam sampling) is not supported: "
+                             "expected num_beams = 1 when sampling, or do_sample=False for beam search")
         if self.do_sample and not self.temperature > 0:
-            raise ValueError(f"temperature = {self.temperature!r} is invalid: expected a number > 0 when sampling")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k = {self.top_k!r} is invalid: expected an integer >= 0 (0 disables)")
+            bad("temperature", self.temperature, "a number > 0 when sampling")
+        if not is_int(self.top_k) or self.top_k < 0:
+            bad("top_k", self.top_k, "an integer >= 0 (0 disables)")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p = {self.top_p!r} is invalid: expected a number in (0, 1]")
+            bad("top_p", self.top_p, "a number in (0, 1]")
+        if not is_int(self.min_new_tokens) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            bad("min_new_tokens", self.min_new_tokens, f"an integer in [0, max_new_tokens={self.max_new_tokens}]")
+        if not is_int(self.no_repeat_ngram_size) or self.no_repeat_ngram_size < 0:
+            bad("no_repeat_ngram_size", self.no_repeat_ngram_size, "an integer >= 0 (0 disables)")
+        # HF: beam search returns at most num_beams sequences per prompt, sampling any number, greedy one.
+        if self.num_beams > 1:
+            most, expected = self.num_beams, f"an integer in [1, num_beams={self.num_beams}]"
+        elif self.do_sample:
+            most, expected = np.inf, "an integer >= 1"
+        else:
+            most, expected = 1, "1 for greedy search (more need num_beams > 1 or do_sample=True)"
+        if not is_int(self.num_return_sequences) or not 1 <= self.num_return_sequences <= most:
+            bad("num_return_sequences", self.num_return_sequences, expected)
+        if not np.isfinite(self.length_penalty):
+            bad("length_penalty", self.length_penalty, "a finite number")
+        if not (self.early_stopping is True or self.early_stopping is False or self.early_stopping == "never"):
+            bad("early_stopping", self.early_stopping, "True, False or 'never'")
         for name, ids in (("eos_token_id", self.eos_token_ids), ("pad_token_id", (self.pad_token_id,))):
             for i in ids:
                 if not 0 <= i < vocab_size:
                     raise ValueError(f"{name} = {i} is invalid: expected an id in [0, {vocab_size})")
 
 
-def warp_logits(logits: jax.Array, s: SamplingConfig) -> jax.Array:
+# ------------------------------------------------------------------------------------ scores
+def warp_logits(logits: jax.Array, s: GenerationConfig) -> jax.Array:
     """logits: [B, V] float32 -> logits with filtered entries at -inf (HF's TopK/TopP warpers)."""
     if s.temperature != 1.0:
         logits = logits / s.temperature
@@ -67,64 +107,122 @@ def warp_logits(logits: jax.Array, s: SamplingConfig) -> jax.Array:
     return logits
 
 
-def select_tokens(logits: jax.Array, s: SamplingConfig, key) -> jax.Array:
+def select_tokens(logits: jax.Array, s: GenerationConfig, key) -> jax.Array:
     """logits: [B, V] -> next token ids [B] (argmax, or a draw from the warped distribution)."""
     if not s.do_sample:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return jax.random.categorical(key, warp_logits(logits, s), axis=-1).astype(jnp.int32)
 
 
+def eos_array(s: GenerationConfig) -> jax.Array:
+    """EOS ids as an int32 array ([-1], which no token equals, when EOS is off)."""
+    return jnp.asarray(s.eos_token_ids or (-1,), jnp.int32)
+
+
+def banned_ngram_tokens(seqs: jax.Array, cur_len, n: int, vocab_size: int) -> jax.Array:
+    """HF's NoRepeatNGramLogitsProcessor. seqs: [R, L] int, valid up to ``cur_len`` (traced) -> [R, V] bool.
+
+    A token is banned when the last n-1 tokens followed by it would repeat an n-gram already in the row
+    (prompt pads included, as HF sees them). Every window that could be complete is matched against the
+    current suffix at once; windows reaching past ``cur_len`` are masked out, so the buffer may be static.
+    """
+    r, length = seqs.shape
+    if n > length:  # no n-gram fits in the whole buffer: nothing is ever banned
+        return jnp.zeros((r, vocab_size), bool)
+    num_windows = length - n + 1
+    windows = jnp.stack([seqs[:, j:j + num_windows] for j in range(n)], axis=-1)  # [R, W, n]
+    suffix = jax.lax.dynamic_slice_in_dim(seqs, cur_len - (n - 1), n - 1, axis=1)  # clamped when cur_len < n
+    complete = jnp.arange(num_windows) <= cur_len - n  # none while cur_len < n, as in HF
+    match = jnp.all(windows[..., :-1] == suffix[:, None, :], axis=-1) & complete
+    # Non-matching windows write into a spare column past the vocabulary.
+    column = jnp.where(match, windows[..., -1], vocab_size)
+    banned = jnp.zeros((r, vocab_size + 1), bool).at[jnp.arange(r)[:, None], column].set(True)
+    return banned[:, :vocab_size]
+
+
+def process_scores(scores: jax.Array, seqs: jax.Array, prompt_len: int, step, s: GenerationConfig) -> jax.Array:
+    """HF's logits processors, in its order. scores: [R, V] float32; seqs: [R, prompt_len + max_new_tokens]
+    holding the prompt and the ``step`` tokens generated so far. Banned entries become -inf."""
+    if s.no_repeat_ngram_size:
+        banned = banned_ngram_tokens(seqs, prompt_len + step, s.no_repeat_ngram_size, scores.shape[-1])
+        scores = jnp.where(banned, -jnp.inf, scores)
+    if s.min_new_tokens and s.eos_token_ids:
+        is_eos = jnp.isin(jnp.arange(scores.shape[-1]), eos_array(s))
+        scores = jnp.where(is_eos & (step < s.min_new_tokens), -jnp.inf, scores)
+    return scores
+
+
+# --------------------------------------------------------------------------------- model calls
 def prompt_positions(attention_mask: jax.Array) -> jax.Array:
     """HF's generation positions: cumsum(mask) - 1, with padding at 0. attention_mask: [B, T] -> [B, T]."""
     mask = attention_mask.astype(jnp.int32)
     return jnp.where(mask == 0, 0, jnp.cumsum(mask, axis=-1) - 1)
 
 
-@functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "sampling", "cache_dtype"))
-def generate_tokens(params, input_ids, attention_mask, key, *, init_cache, cached_step, config,
-                    sampling: SamplingConfig, cache_dtype):
-    """input_ids, attention_mask: [B, T] (left-padded). Returns (new tokens [B, max_new_tokens], steps taken).
-
-    Slots past ``steps`` are filler (pad) and are cut by the caller, so results equal HF's early stop.
-    """
-    b, t = input_ids.shape
-    n = sampling.max_new_tokens
-    eos = jnp.asarray(sampling.eos_token_ids or (-1,), jnp.int32)
-    cache = init_cache(config, b, t + n, cache_dtype)
+def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_step, length: int, cache_dtype):
+    """Run the prompt [B, T] into a fresh cache of ``length`` slots.
+    Returns (next-token logits [B, V] float32, cache, position of the last prompt token [B])."""
+    cache = init_cache(config, input_ids.shape[0], length, cache_dtype)
     positions = prompt_positions(attention_mask)
     logits, cache = cached_step(params, config, input_ids, attention_mask, positions, cache)
+    return logits, cache, positions[:, -1]
+
+
+def decode_step(params, config, cached_step, tokens, positions, cache, logits, run, prepare=None):
+    """Feed one token per row (tokens, positions: [R]) into ``prepare(cache)`` when ``run`` (traced bool) is
+    set; otherwise return ``logits`` and ``cache`` as they are (the step after the last token would be
+    wasted work). Returns (logits [R, V] float32, cache)."""
+    def step(c):
+        c = prepare(c) if prepare is not None else c
+        return cached_step(params, config, tokens[:, None], jnp.ones_like(tokens)[:, None], positions[:, None], c)
+
+    return jax.lax.cond(run, step, lambda c: (logits, c), cache)
+
+
+# ------------------------------------------------------------------------------- greedy / sample
+@functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype"))
+def generate_tokens(params, input_ids, attention_mask, key, *, init_cache, cached_step, config,
+                    settings: GenerationConfig, cache_dtype):
+    """input_ids, attention_mask: [B, T] (left-padded).
+    Returns (sequences [B, T + max_new_tokens]: prompt then new tokens, steps taken).
+
+    Slots past ``T + steps`` are filler (pad) and are cut by the caller, so results equal HF's early stop.
+    """
+    b, t = input_ids.shape
+    n, pad = settings.max_new_tokens, settings.pad_token_id
+    eos = eos_array(settings)
+    logits, cache, last_pos = prefill(params, config, input_ids, attention_mask, init_cache=init_cache,
+                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype)
 
     def body(state):
-        i, tokens, finished, logits, cache, last_pos, key = state
+        i, seqs, finished, logits, cache, last_pos, key = state
         key, sub = jax.random.split(key)
-        nxt = select_tokens(logits, sampling, sub)
-        nxt = jnp.where(finished, sampling.pad_token_id, nxt)
-        tokens = tokens.at[:, i].set(nxt)
+        nxt = select_tokens(process_scores(logits, seqs, t, i, settings), settings, sub)
+        nxt = jnp.where(finished, pad, nxt)
+        seqs = seqs.at[:, t + i].set(nxt)
         finished = finished | jnp.isin(nxt, eos)
         last_pos = last_pos + 1
-
-        def step(cache):
-            return cached_step(params, config, nxt[:, None], jnp.ones((b, 1), jnp.int32), last_pos[:, None], cache)
-
-        # The step after the last token would be wasted work; skip it.
-        logits, cache = jax.lax.cond(i + 1 < n, step, lambda c: (logits, c), cache)
-        return i + 1, tokens, finished, logits, cache, last_pos, key
+        logits, cache = decode_step(params, config, cached_step, nxt, last_pos, cache, logits, i + 1 < n)
+        return i + 1, seqs, finished, logits, cache, last_pos, key
 
     def cond(state):
         i, _, finished = state[:3]
         return (i < n) & ~jnp.all(finished)
 
-    state = (jnp.int32(0), jnp.full((b, n), sampling.pad_token_id, jnp.int32), jnp.zeros((b,), bool), logits, cache,
-             positions[:, -1], key)
-    steps, tokens = jax.lax.while_loop(cond, body, state)[:2]
-    return tokens, steps
+    seqs = jnp.concatenate([input_ids.astype(jnp.int32), jnp.full((b, n), pad, jnp.int32)], axis=1)
+    state = (jnp.int32(0), seqs, jnp.zeros((b,), bool), logits, cache, last_pos, key)
+    steps, seqs = jax.lax.while_loop(cond, body, state)[:2]
+    return seqs, steps
 
 
-def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, sampling: SamplingConfig,
+def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              seed: int = 0, cache_dtype=jnp.float32) -> np.ndarray:
-    """Host entry: prompt + generated tokens, [B, T + steps] int32, cut where every row has finished."""
-    tokens, steps = generate_tokens(
-        params, jnp.asarray(input_ids, jnp.int32), jnp.asarray(attention_mask, jnp.int32), jax.random.PRNGKey(seed),
-        init_cache=init_cache, cached_step=cached_step, config=config, sampling=sampling, cache_dtype=cache_dtype,
+    """Host entry for greedy / sampling: prompt + generated tokens, [B * num_return_sequences, T + steps]
+    int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order)."""
+    ids = np.repeat(np.asarray(input_ids, np.int32), settings.num_return_sequences, axis=0)
+    mask = np.repeat(np.asarray(attention_mask, np.int32), settings.num_return_sequences, axis=0)
+    seqs, steps = generate_tokens(
+        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), init_cache=init_cache,
+        cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
     )
-    return np.concatenate([np.asarray(input_ids, np.int32), np.asarray(tokens)[:, :int(steps)]], axis=1)
+    return np.asarray(seqs)[:, :ids.shape[1] + int(steps)]

@@ -19,7 +19,8 @@ import numpy as np
 
 from jax.sharding import NamedSharding, PartitionSpec
 
-from common.generation import SamplingConfig, generate
+from common.beam_search import beam_search
+from common.generation import GenerationConfig, generate
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
@@ -38,6 +39,7 @@ class HeadSpec:
     validate_inputs: Callable  # (config, head, inputs dict) -> dict of numpy arrays
     init_cache: Callable | None = None  # decoder-only generation hooks (see common.generation)
     cached_step: Callable | None = None
+    reorder_cache: Callable | None = None  # (cache, beam_indices [N]) -> cache of rows beam_indices; beam search
     max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
     static_args: tuple[str, ...] = ()  # head-specific static arguments (e.g. Longformer's max_num_global)
 
@@ -94,21 +96,33 @@ class Model:
 
     # ---------------------------------------------------------------------------------- generate
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32, do_sample: bool | None = None,
-                 num_beams: int = 1, temperature: float | None = None, top_k: int | None = None,
+                 num_beams: int | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, eos_token_id: int | list[int] | None = None,
-                 pad_token_id: int | None = None, seed: int = 0) -> np.ndarray:
-        """HF-style ``generate``: returns the prompt followed by the new tokens, [batch, prompt + new] int32.
+                 pad_token_id: int | None = None, min_new_tokens: int | None = None,
+                 no_repeat_ngram_size: int | None = None, num_return_sequences: int | None = None,
+                 length_penalty: float | None = None, early_stopping: bool | str | None = None,
+                 seed: int = 0) -> np.ndarray:
+        """HF-style ``generate``: returns the prompt followed by the new tokens,
+        [batch * num_return_sequences, prompt + new] int32.
 
-        Unset settings come from the checkpoint's generation_config.json, then from HF's built-in defaults
-        (greedy; when sampling, temperature 1, top_k 50, top_p 1). The prompt may be left-padded; without an
-        attention_mask, pad tokens are masked as HF does (when pad_token_id is set and differs from eos).
+        Greedy, sampling (``do_sample=True``) or beam search (``num_beams > 1``, with ``length_penalty``,
+        ``early_stopping`` True / False / "never" and ``num_return_sequences`` <= num_beams best hypotheses per
+        prompt), each with HF's ``min_new_tokens`` and ``no_repeat_ngram_size``. Unset settings come from the
+        checkpoint's generation_config.json, then from HF's built-in defaults (greedy; when sampling,
+        temperature 1, top_k 50, top_p 1). The prompt may be left-padded; without an attention_mask, pad tokens
+        are masked as HF does (when pad_token_id is set and differs from eos).
         ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
         """
         if self.spec.cached_step is None:
             raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM")
-        if num_beams != 1:
-            raise ValueError(f"num_beams = {num_beams} is not supported for {self.architecture}: expected 1")
         gc, cfg = self.generation_config, self.config
+
+        def setting(name, value, default):  # HF's precedence: the call, generation_config.json, the default
+            for v in (value, gc.get(name)):
+                if v is not None:
+                    return v
+            return default
+
         ids = self.spec.validate_inputs(cfg, self.spec.head, {"input_ids": input_ids})["input_ids"]
         eos = eos_token_id if eos_token_id is not None else gc.get("eos_token_id", getattr(cfg, "eos_token_id", None))
         eos = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
@@ -119,21 +133,36 @@ class Model:
             mask = (ids != pad) if (pad in ids and pad not in eos) else np.ones_like(ids)
         else:
             mask = binary_mask("attention_mask", attention_mask, ids.shape)
-        sample = do_sample if do_sample is not None else bool(gc.get("do_sample", False))
-        sampling = SamplingConfig(
+        sample = bool(setting("do_sample", do_sample, False))
+        min_new = setting("min_new_tokens", min_new_tokens, None)
+        if min_new is None:  # HF's min_length counts the prompt; min_new_tokens, when set, takes precedence
+            min_new = min(max(int(gc.get("min_length") or 0) - ids.shape[1], 0), max_new_tokens)
+        settings = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=float(temperature if temperature is not None else gc.get("temperature", 1.0)),
-            top_k=int(top_k if top_k is not None else gc.get("top_k", 50)) if sample else 0,
-            top_p=float(top_p if top_p is not None else gc.get("top_p", 1.0)) if sample else 1.0,
-            eos_token_ids=tuple(int(e) for e in eos), pad_token_id=int(pad),
+            temperature=float(setting("temperature", temperature, 1.0)),
+            top_k=int(setting("top_k", top_k, 50)) if sample else 0,
+            top_p=float(setting("top_p", top_p, 1.0)) if sample else 1.0,
+            eos_token_ids=tuple(int(e) for e in eos), pad_token_id=int(pad), min_new_tokens=min_new,
+            no_repeat_ngram_size=setting("no_repeat_ngram_size", no_repeat_ngram_size, 0),
+            num_beams=setting("num_beams", num_beams, 1),
+            num_return_sequences=setting("num_return_sequences", num_return_sequences, 1),
+            length_penalty=float(setting("length_penalty", length_penalty, 1.0)),
+            early_stopping=setting("early_stopping", early_stopping, False),
         )
-        sampling.validate(cfg.vocab_size)
+        settings.validate(cfg.vocab_size)
+        if settings.num_beams > 1 and self.spec.reorder_cache is None:
+            raise ValueError(f"num_beams = {settings.num_beams} is not supported for {self.architecture} (its cache "
+                             "cannot be reordered): expected 1")
         limit = self.spec.max_positions(cfg) if self.spec.max_positions else None
         if limit is not None and ids.shape[1] + max_new_tokens > limit:
             raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} is past "
                              f"max_position_embeddings={limit}; the total must be <= {limit}")
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
+        hooks = dict(init_cache=self.spec.init_cache, cached_step=self.spec.cached_step)
         with self._mesh_context():
-            return generate(self.params, cfg, ids, mask.astype(np.int32), init_cache=self.spec.init_cache,
-                            cached_step=self.spec.cached_step, sampling=sampling, seed=seed, cache_dtype=dtype)
+            if settings.num_beams > 1:
+                return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=self.spec.reorder_cache,
+                                   settings=settings, cache_dtype=dtype, **hooks)
+            return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
+                            cache_dtype=dtype, **hooks)

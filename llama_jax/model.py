@@ -264,3 +264,10 @@ def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position
     (next-token logits [B, V] float32 from the last position, new cache)."""
     out, cache = decoder(params, config, input_ids, attention_mask, position_ids, cache)
     return lm_logits(params, config, out.last_hidden_state[:, -1]).astype(jnp.float32), cache
+
+
+def reorder_cache(cache: dict, beam_indices) -> dict:
+    """Row i of the new cache is row beam_indices[i] of the old one (beam search's reordering, and the
+    expansion of a prefilled cache to batch * num_beams rows). beam_indices: [N] int."""
+    return {"k": cache["k"][:, beam_indices], "v": cache["v"][:, beam_indices], "valid": cache["valid"][beam_indices],
+            "index": cache["index"]}

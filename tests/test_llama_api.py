@@ -55,7 +55,7 @@ def test_bad_inputs_raise(lm, kwargs, message):
     ({"do_sample": True, "top_p": 1.5}, r"top_p = 1.5 is invalid"),
     ({"do_sample": True, "top_k": -1}, r"top_k = -1 is invalid"),
     ({"eos_token_id": 500}, r"eos_token_id = 500 is invalid"),
-    ({"num_beams": 4}, r"num_beams = 4 is not supported"),
+    ({"num_beams": 0}, r"num_beams = 0 is invalid"),
 ])
 def test_bad_generate_arguments(lm, kwargs, message):
     with pytest.raises(ValueError, match=message):

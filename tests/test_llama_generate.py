@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import conversion
-from common.generation import SamplingConfig, warp_logits
+from common.generation import GenerationConfig, warp_logits
 from tests.hf_llama import ROPES, hf_model, left_padded_batch, save_hf
 
 
@@ -82,7 +82,7 @@ def test_warpers_match_hf():
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     logits = np.random.default_rng(0).normal(size=(4, 50)).astype(np.float32) * 3
-    s = SamplingConfig(do_sample=True, temperature=0.7, top_k=10, top_p=0.8)
+    s = GenerationConfig(do_sample=True, temperature=0.7, top_k=10, top_p=0.8)
     ref = torch.as_tensor(logits)
     for w in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(10), TopPLogitsWarper(0.8)):
         ref = w(None, ref)
@@ -97,7 +97,7 @@ def test_sampling_distribution():
     from common.generation import select_tokens
 
     logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
-    s = SamplingConfig(do_sample=True, top_k=3)
+    s = GenerationConfig(do_sample=True, top_k=3)
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
     draws = np.asarray(jax.vmap(lambda k: select_tokens(logits, s, k))(keys)).ravel()
     freq = np.bincount(draws, minlength=4) / draws.size
