@@ -30,6 +30,39 @@ def config_error(name: str, value: Any, allowed: str) -> ValueError:
     return ValueError(f"config field {name!r} = {value!r} is invalid: expected {allowed}")
 
 
+def check_positive_ints(config, names) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise config_error(name, value, "a positive integer")
+
+
+def check_rates(config, names) -> None:
+    """Dropout rates: each in [0, 1)."""
+    for name in names:
+        rate = getattr(config, name)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+            raise config_error(name, rate, "a rate in [0, 1)")
+
+
+def check_token_ids(config, names, *, optional: bool = True) -> None:
+    """Special-token ids: each in [0, vocab_size) (or None, when ``optional``)."""
+    for name in names:
+        value = getattr(config, name)
+        if (value is not None or not optional) and (
+                not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < config.vocab_size):
+            raise config_error(name, value, f"an id in [0, {config.vocab_size})")
+
+
+def labels_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+    """``num_labels`` from an HF dict: the size of id2label (which transformers writes), else num_labels."""
+    if "id2label" in hf:
+        return {"num_labels": len(hf["id2label"])}
+    if "num_labels" in hf:
+        return {"num_labels": hf.pop("num_labels")}
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class ZooConfig:
     """Base of every family config. Subclasses set ``model_type`` and add their own fields."""
@@ -102,6 +135,19 @@ class ZooConfig:
         out.update(self._fields_to_hf())
         out["model_type"] = self.model_type
         return out
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """The family's ``eos_token_id`` (an int, a tuple of them, or None / absent) as a tuple."""
+        e = getattr(self, "eos_token_id", None)
+        return () if e is None else (tuple(e) if isinstance(e, tuple) else (e,))
+
+    def labels_to_hf(self) -> dict[str, Any]:
+        """id2label / label2id for ``num_labels`` (transformers' LABEL_i names), unless the kept ones fit."""
+        if self.extra("id2label") is not None and len(self.extra("id2label")) == self.num_labels:
+            return {}
+        return {"id2label": {str(i): f"LABEL_{i}" for i in range(self.num_labels)},
+                "label2id": {f"LABEL_{i}": i for i in range(self.num_labels)}}
 
     def extra(self, key: str, default: Any = None) -> Any:
         """An unmodelled HF key from ``hf_extra`` (decoded), or ``default``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from common.config import ZooConfig, config_error
+from common.config import ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error, labels_from_hf
 from common.layers import ACTIVATIONS
 from common.rope import RopeConfig
 
@@ -59,12 +59,8 @@ class LlamaConfig(ZooConfig):
         return 0.1
 
     def validate(self) -> None:
-        positive = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads", "max_position_embeddings", "num_labels")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise config_error(name, value, "a positive integer")
+        check_positive_ints(self, ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                   "num_attention_heads", "max_position_embeddings", "num_labels"))
         if self.hidden_size % self.num_attention_heads:
             # HF enforces this even when head_dim is given.
             raise config_error("hidden_size", self.hidden_size, f"a multiple of num_attention_heads={self.num_attention_heads}")
@@ -74,19 +70,9 @@ class LlamaConfig(ZooConfig):
             raise config_error("head_dim", self.dim_per_head, "an even number (rotary embeddings rotate pairs)")
         if self.hidden_act not in ACTIVATIONS:
             raise config_error("hidden_act", self.hidden_act, f"one of {sorted(ACTIVATIONS)}")
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise config_error("attention_dropout", self.attention_dropout, "a rate in [0, 1)")
-        for name in ("pad_token_id", "bos_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise config_error(name, value, f"an id in [0, {self.vocab_size})")
+        check_rates(self, ("attention_dropout",))
+        check_token_ids(self, ("pad_token_id", "bos_token_id"))
         self.rope.validate(self.dim_per_head)
-
-    @property
-    def eos_token_ids(self) -> tuple[int, ...]:
-        if self.eos_token_id is None:
-            return ()
-        return self.eos_token_id if isinstance(self.eos_token_id, tuple) else (self.eos_token_id,)
 
     # ------------------------------------------------------------------------------ HF round trip
     @classmethod
@@ -96,10 +82,7 @@ class LlamaConfig(ZooConfig):
         out["rope"] = RopeConfig.from_hf(hf.pop("rope_parameters", None) or hf.pop("rope_scaling", None),
                                          hf.pop("rope_theta", None), max_pos)
         hf.pop("rope_scaling", None)
-        if "id2label" in hf:
-            out["num_labels"] = len(hf["id2label"])
-        elif "num_labels" in hf:
-            out["num_labels"] = hf.pop("num_labels")
+        out.update(labels_from_hf(hf))
         for name in ("num_key_value_heads", "head_dim"):
             if hf.get(name) is not None:
                 out[name] = hf.pop(name)
@@ -113,7 +96,5 @@ class LlamaConfig(ZooConfig):
             "num_key_value_heads": self.kv_heads,
             "head_dim": self.dim_per_head,
         }
-        if self.extra("id2label") is None or len(self.extra("id2label")) != self.num_labels:
-            out["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
-            out["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
+        out.update(self.labels_to_hf())
         return out
