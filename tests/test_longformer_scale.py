@@ -9,8 +9,8 @@ import pytest
 
 import conversion
 from common.sharding import make_mesh
-from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from tests.hf_longformer import HF_CLASSES, hf_model, qa_batch, save_hf
+from tests.scale import assert_jit_grad_finite, assert_trains_sharded_like_unsharded
 
 # Dimensions divisible by every mesh axis, so the rules really shard the matrices.
 SHARDABLE = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=128)
@@ -39,29 +39,13 @@ def test_sharded_forward_equals_unsharded(tmp_path, mesh, head):
 def test_training_through_the_common_step(tmp_path, mesh, head):
     """Loss falls over a few steps, and the sharded step equals the unsharded one."""
     model = conversion.from_pretrained(save_hf(hf_model(head, **SHARDABLE), tmp_path / head), progress=False)
-    arch = conversion.ARCHITECTURES[HF_CLASSES[head]]
     ids, mask = qa_batch(vocab=128, lengths=(13, 9, 11, 12), question=(3, 2, 4, 2))
-    batch = model.spec.validate_inputs(model.config, head, {"input_ids": ids, "attention_mask": mask})
-    static = {"max_num_global": batch.pop("max_num_global")}  # host-computed static, as Model passes it
+    inputs = {"input_ids": ids, "attention_mask": mask}
     if head == "masked_lm":
-        batch["labels"] = np.where(mask == 1, ids, -100)
+        inputs["labels"] = np.where(mask == 1, ids, -100)
     else:
-        batch["start_positions"], batch["end_positions"] = np.array([5, 4, 6, 7]), np.array([7, 6, 9, 8])
-    forward = lambda p, c, **kw: model.spec.forward(p, c, **kw, **static)  # noqa: E731
-    tx = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=0, total_steps=20, eps=1e-4))
-    state = init_train_state(model.params, tx, jax.random.PRNGKey(0))
-    plain = make_train_step(forward, model.config, tx, donate=False)
-    sharded = make_train_step(forward, model.config, tx, mesh=mesh, rules=arch.partition_rules, state_example=state,
-                              donate=False)
-    s_state = jax.device_put(state, sharded.shardings)
-    losses = []
-    for _ in range(6):
-        state, m1 = plain(state, batch)
-        s_state, m2 = sharded(s_state, batch)
-        np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), atol=1e-5, rtol=1e-6)
-        losses.append(float(m1["loss"]))
-    assert losses[-1] < losses[0], losses
-    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(state.params))
+        inputs["start_positions"], inputs["end_positions"] = np.array([5, 4, 6, 7]), np.array([7, 6, 9, 8])
+    assert_trains_sharded_like_unsharded(model, head, inputs, mesh)
 
 
 def test_jit_and_grad_of_every_head(tmp_path):
@@ -70,17 +54,7 @@ def test_jit_and_grad_of_every_head(tmp_path):
         ids, mask = qa_batch()
         if head == "multiple_choice":
             ids, mask = np.stack([ids, ids], 1), np.stack([mask, mask], 1)
-        inputs = model.spec.validate_inputs(model.config, head, {"input_ids": ids, "attention_mask": mask})
-        x = inputs.pop("max_num_global")
-        fn = jax.jit(lambda p, i, m: model.spec.forward(p, model.config, i, m, max_num_global=x))
-
-        def scalar(p):
-            out = fn(p, inputs["input_ids"], inputs["attention_mask"])
-            return sum(jnp.mean(jnp.square(leaf)) for leaf in jax.tree.leaves(out))
-
-        grads = jax.grad(scalar)(model.params)
-        assert jax.tree.structure(grads) == jax.tree.structure(model.params), head
-        assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads)), head
+        assert_jit_grad_finite(model, head, {"input_ids": ids, "attention_mask": mask})
 
 
 def test_default_model_has_no_t_by_t_array():
