@@ -69,11 +69,13 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
     elif labels is not None:
         raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
                                                       if head == "question_answering" else ""))
-    t = dec.shape[1] if dec is not None else (out["labels"].shape[1] if "labels" in out and head ==
-                                               "conditional_generation" else s)
+    if dec is not None:
+        source, t = "decoder_input_ids", dec.shape[1]
+    elif head == "conditional_generation" and "labels" in out:
+        source, t = "labels", out["labels"].shape[1]
+    else:
+        source, t = "input_ids (shifted, as decoder_input_ids)", s
     if t > config.max_decoder_position_embeddings:
-        source = "decoder_input_ids" if dec is not None else ("labels" if "labels" in out else
-                                                              "input_ids (shifted, as decoder_input_ids)")
         raise ValueError(f"{source} has length {t}: past max_decoder_position_embeddings="
                          f"{config.max_decoder_position_embeddings}; pass decoder_input_ids of at most that length")
 
