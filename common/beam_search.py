@@ -141,7 +141,7 @@ def should_continue(state: BeamState, s: GenerationConfig) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "reorder_cache", "config", "settings",
                                              "cache_dtype"))
-def beam_search_tokens(params, input_ids, attention_mask, *, init_cache, cached_step, reorder_cache, config,
+def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_cache, cached_step, reorder_cache, config,
                        settings: GenerationConfig, cache_dtype):
     """input_ids, attention_mask: [B, T] (left-padded).
     Returns (finished hypotheses [B, K, T + max_new_tokens], best first; their generated lengths [B, K])."""
@@ -150,7 +150,8 @@ def beam_search_tokens(params, input_ids, attention_mask, *, init_cache, cached_
     divisors = length_divisors(settings)
     # Prefill once per prompt, then copy each prompt's cache row to its K beams.
     logits, cache, last_pos = prefill(params, config, input_ids, attention_mask, init_cache=init_cache,
-                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype)
+                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype,
+                                      context=context)
     expand = jnp.repeat(jnp.arange(b), k)
     logits, cache, last_pos = logits[expand], reorder_cache(cache, expand), last_pos[expand]
 
@@ -177,11 +178,12 @@ def beam_search_tokens(params, input_ids, attention_mask, *, init_cache, cached_
 
 
 def beam_search(params, config, input_ids, attention_mask, *, init_cache, cached_step, reorder_cache,
-                settings: GenerationConfig, cache_dtype=jnp.float32) -> np.ndarray:
+                settings: GenerationConfig, cache_dtype=jnp.float32, context=None) -> np.ndarray:
     """Host entry: the best num_return_sequences hypotheses per prompt, [B * num_return_sequences, T + G]
     int32 (prompt, tokens, then filler), where G is the longest returned hypothesis's generated length."""
     done, lengths = beam_search_tokens(
-        params, jnp.asarray(input_ids, jnp.int32), jnp.asarray(attention_mask, jnp.int32), init_cache=init_cache,
+        params, jnp.asarray(input_ids, jnp.int32), jnp.asarray(attention_mask, jnp.int32), context,
+        init_cache=init_cache,
         cached_step=cached_step, reorder_cache=reorder_cache, config=config, settings=settings,
         cache_dtype=cache_dtype,
     )

@@ -44,6 +44,8 @@ class GenerationConfig:
     num_return_sequences: int = 1
     length_penalty: float = 1.0  # beam scores are divided by generated_length ** length_penalty
     early_stopping: bool | str = False  # True, False or "never" (HF's beam stopping heuristics)
+    forced_bos_token_id: int | None = None  # the token after a one-token prompt (HF: when cur_len == 1)
+    forced_eos_token_id: tuple[int, ...] = ()  # at the last slot one of these is forced (HF: max_length - 1)
 
     def validate(self, vocab_size: int) -> None:
         def bad(name, value, expected):
@@ -82,7 +84,9 @@ class GenerationConfig:
             bad("length_penalty", self.length_penalty, "a finite number")
         if not (self.early_stopping is True or self.early_stopping is False or self.early_stopping == "never"):
             bad("early_stopping", self.early_stopping, "True, False or 'never'")
-        for name, ids in (("eos_token_id", self.eos_token_ids), ("pad_token_id", (self.pad_token_id,))):
+        forced_bos = () if self.forced_bos_token_id is None else (self.forced_bos_token_id,)
+        for name, ids in (("eos_token_id", self.eos_token_ids), ("pad_token_id", (self.pad_token_id,)),
+                          ("forced_bos_token_id", forced_bos), ("forced_eos_token_id", self.forced_eos_token_id)):
             for i in ids:
                 if not 0 <= i < vocab_size:
                     raise ValueError(f"{name} = {i} is invalid: expected an id in [0, {vocab_size})")
@@ -146,9 +150,15 @@ def process_scores(scores: jax.Array, seqs: jax.Array, prompt_len: int, step, s:
     if s.no_repeat_ngram_size:
         banned = banned_ngram_tokens(seqs, prompt_len + step, s.no_repeat_ngram_size, scores.shape[-1])
         scores = jnp.where(banned, -jnp.inf, scores)
+    vocab = jnp.arange(scores.shape[-1])
     if s.min_new_tokens and s.eos_token_ids:
-        is_eos = jnp.isin(jnp.arange(scores.shape[-1]), eos_array(s))
+        is_eos = jnp.isin(vocab, eos_array(s))
         scores = jnp.where(is_eos & (step < s.min_new_tokens), -jnp.inf, scores)
+    if s.forced_bos_token_id is not None and prompt_len == 1:
+        scores = jnp.where(step == 0, jnp.where(vocab == s.forced_bos_token_id, 0.0, -jnp.inf), scores)
+    if s.forced_eos_token_id:
+        forced = jnp.where(jnp.isin(vocab, jnp.asarray(s.forced_eos_token_id)), 0.0, -jnp.inf)
+        scores = jnp.where(step == s.max_new_tokens - 1, forced, scores)
     return scores
 
 
@@ -159,10 +169,14 @@ def prompt_positions(attention_mask: jax.Array) -> jax.Array:
     return jnp.where(mask == 0, 0, jnp.cumsum(mask, axis=-1) - 1)
 
 
-def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_step, length: int, cache_dtype):
-    """Run the prompt [B, T] into a fresh cache of ``length`` slots.
+def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_step, length: int, cache_dtype,
+            context=None):
+    """Run the prompt [B, T] into a fresh cache of ``length`` slots, to which the entries of ``context`` (an
+    encoder-decoder's encoder output, a dict of [B, ...]-leading arrays) are added.
     Returns (next-token logits [B, V] float32, cache, position of the last prompt token [B])."""
     cache = init_cache(config, input_ids.shape[0], length, cache_dtype)
+    if context is not None:
+        cache = {**cache, **context}
     positions = prompt_positions(attention_mask)
     logits, cache = cached_step(params, config, input_ids, attention_mask, positions, cache)
     return logits, cache, positions[:, -1]
@@ -181,7 +195,7 @@ def decode_step(params, config, cached_step, tokens, positions, cache, logits, r
 
 # ------------------------------------------------------------------------------- greedy / sample
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype"))
-def generate_tokens(params, input_ids, attention_mask, key, *, init_cache, cached_step, config,
+def generate_tokens(params, input_ids, attention_mask, key, context=None, *, init_cache, cached_step, config,
                     settings: GenerationConfig, cache_dtype):
     """input_ids, attention_mask: [B, T] (left-padded).
     Returns (sequences [B, T + max_new_tokens]: prompt then new tokens, steps taken).
@@ -192,7 +206,8 @@ def generate_tokens(params, input_ids, attention_mask, key, *, init_cache, cache
     n, pad = settings.max_new_tokens, settings.pad_token_id
     eos = eos_array(settings)
     logits, cache, last_pos = prefill(params, config, input_ids, attention_mask, init_cache=init_cache,
-                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype)
+                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype,
+                                      context=context)
 
     def body(state):
         i, seqs, finished, logits, cache, last_pos, key = state
@@ -216,13 +231,17 @@ def generate_tokens(params, input_ids, attention_mask, key, *, init_cache, cache
 
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
-             seed: int = 0, cache_dtype=jnp.float32) -> np.ndarray:
+             seed: int = 0, cache_dtype=jnp.float32, context=None, reorder_cache=None) -> np.ndarray:
     """Host entry for greedy / sampling: prompt + generated tokens, [B * num_return_sequences, T + steps]
-    int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order)."""
-    ids = np.repeat(np.asarray(input_ids, np.int32), settings.num_return_sequences, axis=0)
-    mask = np.repeat(np.asarray(attention_mask, np.int32), settings.num_return_sequences, axis=0)
+    int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order),
+    and so are the rows of ``context``, through ``reorder_cache`` (which must accept the context's entries)."""
+    r = settings.num_return_sequences
+    ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
+    mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
+    if context is not None and r > 1:
+        context = reorder_cache(context, jnp.repeat(jnp.arange(ids.shape[0] // r), r))
     seqs, steps = generate_tokens(
-        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), init_cache=init_cache,
+        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), context, init_cache=init_cache,
         cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
     )
     return np.asarray(seqs)[:, :ids.shape[1] + int(steps)]

@@ -37,9 +37,13 @@ class HeadSpec:
     head: str  # e.g. "causal_lm"
     forward: Callable  # f(params, config, **inputs, **flags) -> output pytree
     validate_inputs: Callable  # (config, head, inputs dict) -> dict of numpy arrays
-    init_cache: Callable | None = None  # decoder-only generation hooks (see common.generation)
+    init_cache: Callable | None = None  # generation hooks (see common.generation)
     cached_step: Callable | None = None
     reorder_cache: Callable | None = None  # (cache, beam_indices [N]) -> cache of rows beam_indices; beam search
+    # Encoder-decoder generation: (params, config, input_ids, attention_mask, <encoder inputs>) -> dict of arrays
+    # added to the decoder's cache (e.g. cross-attention keys/values); the decoder starts from
+    # decoder_start_token_id.
+    encoder_context: Callable | None = None
     max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
     static_args: tuple[str, ...] = ()  # head-specific static arguments (e.g. Longformer's max_num_global)
 
@@ -58,6 +62,11 @@ class Model:
         self._static = tuple(name for name in static if name in sig)
         self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + static)
         self._forward = jax.jit(spec.forward, static_argnames=("config",) + self._static)
+        if spec.encoder_context is not None:
+            sig = inspect.signature(spec.encoder_context).parameters
+            self._encoder_static = tuple(name for name in static if name in sig)
+            self._encoder_inputs = tuple(name for name in sig if name not in ("params", "config") + static)
+            self._encoder = jax.jit(spec.encoder_context, static_argnames=("config",) + self._encoder_static)
 
     @property
     def architecture(self) -> str:
@@ -101,20 +110,32 @@ class Model:
                  pad_token_id: int | None = None, min_new_tokens: int | None = None,
                  no_repeat_ngram_size: int | None = None, num_return_sequences: int | None = None,
                  length_penalty: float | None = None, early_stopping: bool | str | None = None,
-                 seed: int = 0) -> np.ndarray:
+                 forced_bos_token_id: int | None = None, forced_eos_token_id: int | list[int] | None = None,
+                 decoder_start_token_id: int | None = None, seed: int = 0, **encoder_inputs) -> np.ndarray:
         """HF-style ``generate``: returns the prompt followed by the new tokens,
-        [batch * num_return_sequences, prompt + new] int32.
+        [batch * num_return_sequences, prompt + new] int32. For an encoder-decoder head (LED) ``input_ids`` /
+        ``attention_mask`` (and ``encoder_inputs`` such as ``global_attention_mask``) are the encoder's, which
+        runs once; the returned decoder sequences start with decoder_start_token_id, as HF's.
 
         Greedy, sampling (``do_sample=True``) or beam search (``num_beams > 1``, with ``length_penalty``,
         ``early_stopping`` True / False / "never" and ``num_return_sequences`` <= num_beams best hypotheses per
-        prompt), each with HF's ``min_new_tokens`` and ``no_repeat_ngram_size``. Unset settings come from the
+        prompt), each with HF's ``min_new_tokens``, ``no_repeat_ngram_size``, ``forced_bos_token_id`` and
+        ``forced_eos_token_id``. Unset settings come from the
         checkpoint's generation_config.json, then from HF's built-in defaults (greedy; when sampling,
         temperature 1, top_k 50, top_p 1). The prompt may be left-padded; without an attention_mask, pad tokens
-        are masked as HF does (when pad_token_id is set and differs from eos).
+        are masked as HF does (decoder-only heads, when pad_token_id is set and differs from eos; an encoder
+        then attends to every token).
         ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
         """
         if self.spec.cached_step is None:
-            raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM")
+            raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM or "
+                             "a conditional-generation head")
+        seq2seq = self.spec.encoder_context is not None
+        allowed = tuple(n for n in self._encoder_inputs if n not in ("input_ids", "attention_mask")) if seq2seq else ()
+        unknown = sorted(set(encoder_inputs) - set(allowed))
+        if unknown:
+            raise ValueError(f"{self.architecture}.generate got unexpected arguments {unknown}"
+                             + (f"; its encoder also takes {list(allowed)}" if allowed else ""))
         gc, cfg = self.generation_config, self.config
 
         def setting(name, value, default):  # HF's precedence: the call, generation_config.json, the default
@@ -129,10 +150,22 @@ class Model:
         pad = pad_token_id if pad_token_id is not None else gc.get("pad_token_id", getattr(cfg, "pad_token_id", None))
         if pad is None:
             pad = eos[0] if eos else 0  # HF falls back to the first eos
-        if attention_mask is None:
-            mask = (ids != pad) if (pad in ids and pad not in eos) else np.ones_like(ids)
+        if attention_mask is None:  # HF 5.x infers it from pad tokens for decoder-only models only
+            infer = pad in ids and pad not in eos and not seq2seq
+            mask = (ids != pad) if infer else np.ones_like(ids)
         else:
             mask = binary_mask("attention_mask", attention_mask, ids.shape)
+        context = None
+        if seq2seq:
+            context = self._encode_for_generation(ids, mask, encoder_inputs)
+            start = setting("decoder_start_token_id", decoder_start_token_id,
+                            getattr(cfg, "decoder_start_token_id", None))
+            if start is None:
+                raise ValueError(f"{self.architecture}.generate needs decoder_start_token_id (in the config or "
+                                 "generation_config.json)")
+            ids = np.full((ids.shape[0], 1), start, np.int32)  # the decoder's prompt
+            mask = np.ones_like(ids)
+        forced_eos = setting("forced_eos_token_id", forced_eos_token_id, getattr(cfg, "forced_eos_token_id", None))
         sample = bool(setting("do_sample", do_sample, False))
         min_new = setting("min_new_tokens", min_new_tokens, None)
         if min_new is None:  # HF's min_length counts the prompt; min_new_tokens, when set, takes precedence
@@ -148,6 +181,10 @@ class Model:
             num_return_sequences=setting("num_return_sequences", num_return_sequences, 1),
             length_penalty=float(setting("length_penalty", length_penalty, 1.0)),
             early_stopping=setting("early_stopping", early_stopping, False),
+            forced_bos_token_id=setting("forced_bos_token_id", forced_bos_token_id,
+                                        getattr(cfg, "forced_bos_token_id", None)),
+            forced_eos_token_id=tuple(forced_eos) if isinstance(forced_eos, (list, tuple)) else
+            (() if forced_eos is None else (forced_eos,)),
         )
         settings.validate(cfg.vocab_size)
         if settings.num_beams > 1 and self.spec.reorder_cache is None:
@@ -163,6 +200,16 @@ class Model:
         with self._mesh_context():
             if settings.num_beams > 1:
                 return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=self.spec.reorder_cache,
-                                   settings=settings, cache_dtype=dtype, **hooks)
+                                   settings=settings, cache_dtype=dtype, context=context, **hooks)
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
-                            cache_dtype=dtype, **hooks)
+                            cache_dtype=dtype, context=context, reorder_cache=self.spec.reorder_cache, **hooks)
+
+    def _encode_for_generation(self, input_ids: np.ndarray, attention_mask: np.ndarray, encoder_inputs: dict):
+        """Validate the encoder's inputs and run ``spec.encoder_context`` on them once."""
+        arrays = self.spec.validate_inputs(self.config, self.spec.head, dict(
+            encoder_inputs, input_ids=input_ids, attention_mask=attention_mask))
+        flags = {k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static}
+        if self.mesh is not None:
+            arrays = {k: self._place_batch(v) for k, v in arrays.items()}
+        with self._mesh_context():
+            return self._encoder(self.params, config=self.config, **arrays, **flags)

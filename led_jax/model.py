@@ -152,12 +152,13 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
            cache=None, *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False):
     """LEDDecoder. decoder_input_ids: [B, T]; encoder_hidden: [B, S, H]; encoder_mask: [B, S] bool or None.
 
-    With ``cache`` (see :func:`init_cache`) the new tokens are written at ``cache["index"]`` and attend to the
-    cached keys; cross-attention keys/values come from the cache. Returns (last [B, T, H], hidden_states,
-    self-attention probs, cross-attention probs, new cache or None).
+    With ``cache`` (see :func:`init_cache` and :func:`encoder_context`) the new tokens are written at
+    ``cache["index"]`` and attend to the cached keys; cross-attention keys/values come from the cache and
+    ``encoder_hidden`` is not read (pass None). Returns (last [B, T, H], hidden_states, self-attention probs,
+    cross-attention probs, new cache or None).
     """
     b, t = decoder_input_ids.shape
-    dtype = encoder_hidden.dtype
+    dtype = compute_dtype(params, config)
     d = params["decoder"]
     start = 0 if cache is None else cache["index"]
     positions = start + jnp.arange(t)  # no offset, and not derived from the mask (HF)
@@ -175,7 +176,7 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
         key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_valid, (0, start))
         self_mask = causal_mask(key_valid, start + jnp.arange(t))
         cross = (cache["cross_k"], cache["cross_v"])
-    s = encoder_hidden.shape[1]
+    s = cross[0].shape[2]
     enc_valid = jnp.ones((b, s), bool) if encoder_mask is None else encoder_mask.astype(bool)
     cross_mask = jnp.broadcast_to(enc_valid[:, None, :], (b, t, s))
     n = config.decoder_attention_heads
@@ -218,14 +219,40 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
     return last, hidden_states, self_attn, cross_attn, new_cache
 
 
-def init_cache(config: LEDConfig, batch: int, length: int, dtype, encoder_len: int) -> dict:
-    """An empty decoder cache for ``length`` target positions: self-attention k/v [Ld, B, length, heads, d], key
-    validity [B, length], cross-attention k/v [Ld, B, S, heads, d] (filled by the caller) and the write index."""
+def init_cache(config: LEDConfig, batch: int, length: int, dtype) -> dict:
+    """An empty decoder self-attention cache for ``length`` target positions: k/v [Ld, B, length, heads, d], key
+    validity [B, length] and the write index. Generation adds :func:`encoder_context` to it."""
     n = config.decoder_attention_heads
     shape = (config.decoder_layers, batch, length, n, config.d_model // n)
-    cross = (config.decoder_layers, batch, encoder_len, n, config.d_model // n)
     return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype), "valid": jnp.zeros((batch, length), bool),
-            "cross_k": jnp.zeros(cross, dtype), "cross_v": jnp.zeros(cross, dtype), "index": jnp.int32(0)}
+            "index": jnp.int32(0)}
+
+
+def encoder_context(params, config: LEDConfig, input_ids, attention_mask=None, global_attention_mask=None,
+                    max_num_global=None) -> dict:
+    """Everything the decoder reads from the encoder while generating, computed once per input:
+    cross-attention keys/values ``cross_k``, ``cross_v`` [Ld, B, S, heads, d] and ``encoder_mask`` [B, S] bool."""
+    enc = encode(params, config, input_ids, attention_mask, global_attention_mask, max_num_global)
+    k, v = cross_kv(params, config, enc.last_hidden_state)
+    mask = jnp.ones(input_ids.shape, bool) if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
+    return {"cross_k": k, "cross_v": v, "encoder_mask": mask}
+
+
+def cached_step(params, config: LEDConfig, input_ids, attention_mask, position_ids, cache):
+    """One generation step of LEDForConditionalGeneration. input_ids, attention_mask: [B, T] decoder tokens;
+    position_ids are not read (LED's decoder positions are the cache index, as HF's past length).
+    Returns (logits of the last token [B, V] float32, cache)."""
+    del position_ids
+    last, _, _, _, cache = decode(params, config, input_ids, attention_mask, None, cache["encoder_mask"], cache)
+    return lm_logits(params, config, last[:, -1]).astype(jnp.float32), cache
+
+
+def reorder_cache(cache: dict, rows) -> dict:
+    """Rows ``rows`` [N] of every batch-indexed entry (beam search); the layer-stacked k/v keep the batch on
+    axis 1."""
+    stacked = ("k", "v", "cross_k", "cross_v")
+    return {name: x if name == "index" else jnp.take(x, rows, axis=1 if name in stacked else 0)
+            for name, x in cache.items()}
 
 
 def lm_logits(params, config: LEDConfig, hidden):
@@ -323,5 +350,6 @@ def led_question_answering(params, config, input_ids, attention_mask=None, globa
     return out.replace(start_logits=start, end_logits=end, loss=loss)
 
 
-__all__ = ["HEADS", "init_params", "init_cache", "encode", "decode", "cross_kv", "shift_tokens_right", "led_model",
+__all__ = ["HEADS", "init_params", "init_cache", "encoder_context", "cached_step", "reorder_cache", "encode",
+           "decode", "cross_kv", "shift_tokens_right", "led_model",
            "led_conditional_generation", "led_sequence_classification", "led_question_answering"]
