@@ -4,8 +4,10 @@
 right choice for causal decoder attention at the lengths a CPU sees. The sliding-window ``blocked`` and
 ``pallas`` implementations are added with the long-input families (Longformer, LED) and the kernel work.
 
-Shapes: q ``[batch, q_len, heads, head_dim]``, k/v ``[batch, kv_len, kv_heads, head_dim]``, mask
-``[batch, q_len, kv_len]`` bool (True = may attend). GQA follows HF's ``repeat_kv``: query head ``h``
+Shapes: q ``[batch, q_len, heads, head_dim]``, k/v ``[batch, kv_len, kv_heads, head_dim]`` (or, with
+``kv_heads_major``, ``[batch, kv_heads, kv_len, head_dim]``: keys reused over many calls, such as an
+encoder-decoder's cross-attention keys while decoding, are stored that way once instead of transposed on every
+call), mask ``[batch, q_len, kv_len]`` bool (True = may attend). GQA follows HF's ``repeat_kv``: query head ``h``
 reads kv head ``h // (heads // kv_heads)``; we group the query heads instead of copying k/v.
 """
 
@@ -55,6 +57,7 @@ def attention(
     deterministic: bool = True,
     rng=None,
     return_probs: bool = False,
+    kv_heads_major: bool = False,
 ):
     """Scaled dot-product attention. Returns (out [batch, q_len, heads, head_dim], probs or None).
 
@@ -63,13 +66,16 @@ def attention(
     resolve_impl(impl)
     return reference_attention(
         q, k, v, mask, scale=scale, dropout_rate=dropout_rate, deterministic=deterministic, rng=rng,
-        return_probs=return_probs,
+        return_probs=return_probs, kv_heads_major=kv_heads_major,
     )
 
 
-def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic=True, rng=None, return_probs=False):
+def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic=True, rng=None, return_probs=False,
+                        kv_heads_major=False):
     b, tq, h, d = q.shape
-    tk, kvh = k.shape[1], k.shape[2]
+    if not kv_heads_major:
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    kvh, tk = k.shape[1], k.shape[2]
     if h % kvh:
         raise ValueError(f"num heads {h} is not a multiple of kv heads {kvh}")
     rep = h // kvh
@@ -77,7 +83,7 @@ def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic
     # [B, G, R*Tq, D] x [B, G, Tk, D] is one plain batched matmul, ~4x faster on XLA:CPU than a
     # five-index einsum that leaves R and Tq as separate free dimensions.
     qh = q.reshape(b, tq, kvh, rep, d).transpose(0, 2, 3, 1, 4).reshape(b, kvh, rep * tq, d)
-    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    kh, vh = k, v
     # Scores in float32 whatever the compute dtype; the scale is applied after the product, as HF does.
     scores = jnp.einsum("bgqd,bgkd->bgqk", qh, kh, preferred_element_type=jnp.float32) * scale
     scores = scores.reshape(b, kvh, rep, tq, tk)

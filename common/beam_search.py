@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.generation import GenerationConfig, decode_step, eos_array, prefill, process_scores
+from common.generation import GenerationConfig, decode_step, eos_array, prefill, process_scores, with_context
 
 NEG = -1.0e9  # HF's "excluded" score: added to scores, not a -inf, so sums stay finite
 
@@ -140,20 +140,23 @@ def should_continue(state: BeamState, s: GenerationConfig) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "reorder_cache", "config", "settings",
-                                             "cache_dtype"))
-def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_cache, cached_step, reorder_cache, config,
-                       settings: GenerationConfig, cache_dtype):
+                                             "cache_dtype", "decoding_params"))
+def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_cache, cached_step, reorder_cache,
+                       config, settings: GenerationConfig, cache_dtype, decoding_params=None):
     """input_ids, attention_mask: [B, T] (left-padded).
     Returns (finished hypotheses [B, K, T + max_new_tokens], best first; their generated lengths [B, K])."""
     b, t = input_ids.shape
     k, n = settings.num_beams, settings.max_new_tokens
     divisors = length_divisors(settings)
+    params = params if decoding_params is None else decoding_params(params, config)
     # Prefill once per prompt, then copy each prompt's cache row to its K beams.
     logits, cache, last_pos = prefill(params, config, input_ids, attention_mask, init_cache=init_cache,
-                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype,
-                                      context=context)
+                                      cached_step=with_context(cached_step, context), length=t + n,
+                                      cache_dtype=cache_dtype)
     expand = jnp.repeat(jnp.arange(b), k)
     logits, cache, last_pos = logits[expand], reorder_cache(cache, expand), last_pos[expand]
+    # The encoder's context is the same for every beam of a prompt: expanded once, never reordered.
+    cached_step = with_context(cached_step, None if context is None else reorder_cache(context, expand))
 
     def body(carry):
         i, state, logits, cache, last_pos = carry
@@ -178,14 +181,15 @@ def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_
 
 
 def beam_search(params, config, input_ids, attention_mask, *, init_cache, cached_step, reorder_cache,
-                settings: GenerationConfig, cache_dtype=jnp.float32, context=None) -> np.ndarray:
+                settings: GenerationConfig, cache_dtype=jnp.float32, context=None,
+                decoding_params=None) -> np.ndarray:
     """Host entry: the best num_return_sequences hypotheses per prompt, [B * num_return_sequences, T + G]
     int32 (prompt, tokens, then filler), where G is the longest returned hypothesis's generated length."""
     done, lengths = beam_search_tokens(
         params, jnp.asarray(input_ids, jnp.int32), jnp.asarray(attention_mask, jnp.int32), context,
         init_cache=init_cache,
         cached_step=cached_step, reorder_cache=reorder_cache, config=config, settings=settings,
-        cache_dtype=cache_dtype,
+        cache_dtype=cache_dtype, decoding_params=decoding_params,
     )
     r = settings.num_return_sequences
     done, lengths = np.asarray(done)[:, :r], np.asarray(lengths)[:, :r]

@@ -6,9 +6,16 @@ A family provides pure functions:
 - ``init_cache(config, batch, length, dtype) -> cache`` (a pytree holding an int32 ``"index"``),
 - ``cached_step(params, config, input_ids [B, T], attention_mask [B, T], position_ids [B, T], cache)
   -> (next-token logits [B, V] float32, cache)``, and, for beam search,
+- optionally ``decoding_params(params, config) -> params`` for ``cached_step``, computed once per call before
+  the decoding loop (e.g. stacked layers split per layer, so that no step slices a copy of a weight),
 - ``reorder_cache(cache, beam_indices [N]) -> cache`` whose row ``i`` is the old row ``beam_indices[i]`` (HF's
   ``_reorder_cache``; N may differ from the old row count, which is how the prefilled cache is expanded to
   ``batch * num_beams`` rows).
+
+An encoder-decoder also gives a ``context`` (its encoder's output, e.g. cross-attention keys/values, computed
+once per input): ``cached_step`` then takes it as a keyword, ``cached_step(..., cache, context=context)``. It
+is read, never written, so it stays out of the loop's carry and is not reordered per beam step; its rows are
+expanded once to the beams / returned sequences by ``reorder_cache``, which must accept its entries.
 
 Prefill runs the (left-padded) prompt through ``cached_step`` once with HF's mask-derived positions
 (``cumsum(mask) - 1``, pads at 0); each decode step feeds one token at the previous position + 1, under
@@ -169,14 +176,16 @@ def prompt_positions(attention_mask: jax.Array) -> jax.Array:
     return jnp.where(mask == 0, 0, jnp.cumsum(mask, axis=-1) - 1)
 
 
-def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_step, length: int, cache_dtype,
-            context=None):
-    """Run the prompt [B, T] into a fresh cache of ``length`` slots, to which the entries of ``context`` (an
-    encoder-decoder's encoder output, a dict of [B, ...]-leading arrays) are added.
+def with_context(cached_step, context):
+    """``cached_step`` reading an encoder-decoder's ``context`` (unchanged when there is none)."""
+    return cached_step if context is None else functools.partial(cached_step, context=context)
+
+
+def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_step, length: int, cache_dtype):
+    """Run the prompt [B, T] into a fresh cache of ``length`` slots (``cached_step`` bound to its context, if
+    any, by :func:`with_context`).
     Returns (next-token logits [B, V] float32, cache, position of the last prompt token [B])."""
     cache = init_cache(config, input_ids.shape[0], length, cache_dtype)
-    if context is not None:
-        cache = {**cache, **context}
     positions = prompt_positions(attention_mask)
     logits, cache = cached_step(params, config, input_ids, attention_mask, positions, cache)
     return logits, cache, positions[:, -1]
@@ -194,9 +203,10 @@ def decode_step(params, config, cached_step, tokens, positions, cache, logits, r
 
 
 # ------------------------------------------------------------------------------- greedy / sample
-@functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype"))
+@functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
+                                             "decoding_params"))
 def generate_tokens(params, input_ids, attention_mask, key, context=None, *, init_cache, cached_step, config,
-                    settings: GenerationConfig, cache_dtype):
+                    settings: GenerationConfig, cache_dtype, decoding_params=None):
     """input_ids, attention_mask: [B, T] (left-padded).
     Returns (sequences [B, T + max_new_tokens]: prompt then new tokens, steps taken).
 
@@ -205,9 +215,10 @@ def generate_tokens(params, input_ids, attention_mask, key, context=None, *, ini
     b, t = input_ids.shape
     n, pad = settings.max_new_tokens, settings.pad_token_id
     eos = eos_array(settings)
+    params = params if decoding_params is None else decoding_params(params, config)
+    cached_step = with_context(cached_step, context)
     logits, cache, last_pos = prefill(params, config, input_ids, attention_mask, init_cache=init_cache,
-                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype,
-                                      context=context)
+                                      cached_step=cached_step, length=t + n, cache_dtype=cache_dtype)
 
     def body(state):
         i, seqs, finished, logits, cache, last_pos, key = state
@@ -231,7 +242,8 @@ def generate_tokens(params, input_ids, attention_mask, key, context=None, *, ini
 
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
-             seed: int = 0, cache_dtype=jnp.float32, context=None, reorder_cache=None) -> np.ndarray:
+             seed: int = 0, cache_dtype=jnp.float32, context=None, reorder_cache=None,
+             decoding_params=None) -> np.ndarray:
     """Host entry for greedy / sampling: prompt + generated tokens, [B * num_return_sequences, T + steps]
     int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order),
     and so are the rows of ``context``, through ``reorder_cache`` (which must accept the context's entries)."""
@@ -243,5 +255,6 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     seqs, steps = generate_tokens(
         params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), context, init_cache=init_cache,
         cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
+        decoding_params=decoding_params,
     )
     return np.asarray(seqs)[:, :ids.shape[1] + int(steps)]

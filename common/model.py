@@ -40,6 +40,7 @@ class HeadSpec:
     init_cache: Callable | None = None  # generation hooks (see common.generation)
     cached_step: Callable | None = None
     reorder_cache: Callable | None = None  # (cache, beam_indices [N]) -> cache of rows beam_indices; beam search
+    decoding_params: Callable | None = None  # (params, config) -> params for cached_step, once per generate call
     # Encoder-decoder generation: (params, config, input_ids, attention_mask, <encoder inputs>) -> dict of arrays
     # added to the decoder's cache (e.g. cross-attention keys/values); the decoder starts from
     # decoder_start_token_id.
@@ -144,27 +145,33 @@ class Model:
                     return v
             return default
 
-        ids = self.spec.validate_inputs(cfg, self.spec.head, {"input_ids": input_ids})["input_ids"]
-        eos = eos_token_id if eos_token_id is not None else gc.get("eos_token_id", getattr(cfg, "eos_token_id", None))
-        eos = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
-        pad = pad_token_id if pad_token_id is not None else gc.get("pad_token_id", getattr(cfg, "pad_token_id", None))
-        if pad is None:
-            pad = eos[0] if eos else 0  # HF falls back to the first eos
-        if attention_mask is None:  # HF 5.x infers it from pad tokens for decoder-only models only
-            infer = pad in ids and pad not in eos and not seq2seq
-            mask = (ids != pad) if infer else np.ones_like(ids)
-        else:
-            mask = binary_mask("attention_mask", attention_mask, ids.shape)
-        context = None
         if seq2seq:
-            context = self._encode_for_generation(ids, mask, encoder_inputs)
             start = setting("decoder_start_token_id", decoder_start_token_id,
                             getattr(cfg, "decoder_start_token_id", None))
             if start is None:
                 raise ValueError(f"{self.architecture}.generate needs decoder_start_token_id (in the config or "
                                  "generation_config.json)")
-            ids = np.full((ids.shape[0], 1), start, np.int32)  # the decoder's prompt
+            # The decoder's prompt is checked as the decoder's input, so that the head's checks of the decoder
+            # length apply to it rather than to input_ids.
+            rows = np.shape(input_ids)[0] if np.ndim(input_ids) == 2 else 1
+            encoder_arrays = self.spec.validate_inputs(cfg, self.spec.head, dict(
+                encoder_inputs, input_ids=input_ids, attention_mask=attention_mask,
+                decoder_input_ids=np.full((rows, 1), start, np.int32)))
+            ids = encoder_arrays.pop("decoder_input_ids")
             mask = np.ones_like(ids)
+        else:
+            ids = self.spec.validate_inputs(cfg, self.spec.head, {"input_ids": input_ids})["input_ids"]
+        eos = eos_token_id if eos_token_id is not None else gc.get("eos_token_id", getattr(cfg, "eos_token_id", None))
+        eos = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        pad = pad_token_id if pad_token_id is not None else gc.get("pad_token_id", getattr(cfg, "pad_token_id", None))
+        if pad is None:
+            pad = eos[0] if eos else 0  # HF falls back to the first eos
+        # HF 5.x infers a missing mask from pad tokens for decoder-only models only (an encoder then attends to
+        # every token).
+        if not seq2seq and attention_mask is None:
+            mask = (ids != pad) if (pad in ids and pad not in eos) else np.ones_like(ids)
+        elif not seq2seq:
+            mask = binary_mask("attention_mask", attention_mask, ids.shape)
         forced_eos = setting("forced_eos_token_id", forced_eos_token_id, getattr(cfg, "forced_eos_token_id", None))
         sample = bool(setting("do_sample", do_sample, False))
         min_new = setting("min_new_tokens", min_new_tokens, None)
@@ -192,11 +199,14 @@ class Model:
                              "cannot be reordered): expected 1")
         limit = self.spec.max_positions(cfg) if self.spec.max_positions else None
         if limit is not None and ids.shape[1] + max_new_tokens > limit:
-            raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} is past "
-                             f"max_position_embeddings={limit}; the total must be <= {limit}")
+            table = "the decoder's max_decoder_position_embeddings" if seq2seq else "max_position_embeddings"
+            raise ValueError(f"{'decoder ' if seq2seq else ''}prompt length {ids.shape[1]} + max_new_tokens "
+                             f"{max_new_tokens} is past {table}={limit}; the total must be <= {limit}")
+        context = self._encoder_context(encoder_arrays) if seq2seq else None
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
-        hooks = dict(init_cache=self.spec.init_cache, cached_step=self.spec.cached_step)
+        hooks = dict(init_cache=self.spec.init_cache, cached_step=self.spec.cached_step,
+                     decoding_params=self.spec.decoding_params)
         with self._mesh_context():
             if settings.num_beams > 1:
                 return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=self.spec.reorder_cache,
@@ -204,10 +214,9 @@ class Model:
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
                             cache_dtype=dtype, context=context, reorder_cache=self.spec.reorder_cache, **hooks)
 
-    def _encode_for_generation(self, input_ids: np.ndarray, attention_mask: np.ndarray, encoder_inputs: dict):
-        """Validate the encoder's inputs and run ``spec.encoder_context`` on them once."""
-        arrays = self.spec.validate_inputs(self.config, self.spec.head, dict(
-            encoder_inputs, input_ids=input_ids, attention_mask=attention_mask))
+    def _encoder_context(self, arrays: dict):
+        """Run ``spec.encoder_context`` once on the validated encoder inputs."""
+        arrays = dict(arrays)
         flags = {k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static}
         if self.mesh is not None:
             arrays = {k: self._place_batch(v) for k, v in arrays.items()}

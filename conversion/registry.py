@@ -94,7 +94,8 @@ from led_jax.sharding import PARTITION_RULES as LED_RULES  # noqa: E402
 
 def _led(hf_class: str, head: str, forward, prefix: str) -> Architecture:
     generation = dict(init_cache=led.init_cache, cached_step=led.cached_step, reorder_cache=led.reorder_cache,
-                      encoder_context=led.encoder_context) if head == "conditional_generation" else {}
+                      encoder_context=led.encoder_context, decoding_params=led.decoding_params) \
+        if head == "conditional_generation" else {}
     spec = HeadSpec(hf_class, head, forward, led_inputs.validate_inputs, max_positions=led_inputs.max_positions,
                     static_args=("max_num_global",), **generation)
     return Architecture(spec, "led", LEDConfig, led.init_params, led_table.rules, led_table.ignored, prefix, LED_RULES)

@@ -127,33 +127,37 @@ def _heads(x, n):
     return x.reshape(b, t, n, h // n)
 
 
-def _attend(p, config, h, kv, mask, *, deterministic, rng, output_attentions):
-    """BART attention: q = q_proj(h) / sqrt(d) (scaled before the product, as HF), k/v given [B, S, heads, d].
-    Returns (out_proj output [B, T, H], probs [B, heads, T, S] or None)."""
+def _attend(p, config, h, kv, mask, *, deterministic, rng, output_attentions, kv_heads_major=False):
+    """BART attention: q = q_proj(h) / sqrt(d) (scaled before the product, as HF), k/v given [B, S, heads, d]
+    ([B, heads, S, d] with kv_heads_major). Returns (out_proj output [B, T, H], probs [B, heads, T, S] or None)."""
     n = config.decoder_attention_heads
     q = _heads(L.dense(p["q_proj"], h) * (config.d_model // n) ** -0.5, n)
     out, probs = attention(q, kv[0], kv[1], mask, scale=1.0, dropout_rate=config.attention_dropout,
-                           deterministic=deterministic, rng=rng, return_probs=output_attentions)
+                           deterministic=deterministic, rng=rng, return_probs=output_attentions,
+                           kv_heads_major=kv_heads_major)
     b, t = h.shape[:2]
     return L.dense(p["out_proj"], out.reshape(b, t, -1)), probs
 
 
 def cross_kv(params, config: LEDConfig, encoder_hidden):
-    """Every decoder layer's cross-attention keys and values: ([Ld, B, S, heads, d], same), computed once."""
+    """Every decoder layer's cross-attention keys and values, heads-major: ([Ld, B, heads, S, d], same),
+    computed once (while decoding, every step reads them as they are)."""
     n = config.decoder_attention_heads
 
     def one(p):
-        return _heads(L.dense(p["k_proj"], encoder_hidden), n), _heads(L.dense(p["v_proj"], encoder_hidden), n)
+        k, v = (_heads(L.dense(p[name], encoder_hidden), n).transpose(0, 2, 1, 3) for name in ("k_proj", "v_proj"))
+        return k, v
 
     return jax.lax.map(one, params["decoder"]["layers"]["cross_attn"])
 
 
 def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask, encoder_hidden, encoder_mask,
-           cache=None, *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False):
+           cache=None, context=None, *, deterministic=True, rng=None, output_hidden_states=False,
+           output_attentions=False):
     """LEDDecoder. decoder_input_ids: [B, T]; encoder_hidden: [B, S, H]; encoder_mask: [B, S] bool or None.
 
-    With ``cache`` (see :func:`init_cache` and :func:`encoder_context`) the new tokens are written at
-    ``cache["index"]`` and attend to the cached keys; cross-attention keys/values come from the cache and
+    With ``cache`` (see :func:`init_cache`) the new tokens are written at ``cache["index"]`` and attend to the
+    cached keys. With ``context`` (see :func:`encoder_context`) the cross-attention keys/values come from it and
     ``encoder_hidden`` is not read (pass None). Returns (last [B, T, H], hidden_states, self-attention probs,
     cross-attention probs, new cache or None).
     """
@@ -171,94 +175,122 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
     if cache is None:
         # HF builds no causal mask for a single token: it then attends to itself whatever its mask says.
         self_mask = causal_mask(new_valid, jnp.arange(t)) if t > 1 else jnp.ones((b, 1, 1), bool)
-        cross = cross_kv(params, config, encoder_hidden)
     else:
         key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_valid, (0, start))
         self_mask = causal_mask(key_valid, start + jnp.arange(t))
-        cross = (cache["cross_k"], cache["cross_v"])
-    s = cross[0].shape[2]
+    cross = cross_kv(params, config, encoder_hidden) if context is None else (context["cross_k"], context["cross_v"])
+    s = cross[0][0].shape[2]
     enc_valid = jnp.ones((b, s), bool) if encoder_mask is None else encoder_mask.astype(bool)
     cross_mask = jnp.broadcast_to(enc_valid[:, None, :], (b, t, s))
     n = config.decoder_attention_heads
     drop = functools.partial(L.dropout, rate=config.dropout, deterministic=deterministic)
     layer_rng = L.fold_rng(rng, 1)
 
-    def layer(carry, xs):
-        h, ck, cv = carry
-        p, i, cross_k, cross_v = xs
+    def layer(h, xs):
+        p, i, cross_k, cross_v, ck, cv = xs  # ck, cv: this layer's cached keys/values [B, length, heads, d]
         r = None if layer_rng is None else jax.random.fold_in(layer_rng, i)
         k, v = _heads(L.dense(p["self_attn"]["k_proj"], h), n), _heads(L.dense(p["self_attn"]["v_proj"], h), n)
         if ck is not None:
-            ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (i, 0, start, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (i, 0, start, 0, 0))
-            k, v = ck[i].astype(dtype), cv[i].astype(dtype)
+            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, start, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, start, 0, 0))
+            k, v = ck.astype(dtype), cv.astype(dtype)
         a, self_probs = _attend(p["self_attn"], config, h, (k, v), self_mask, deterministic=deterministic,
                                 rng=L.fold_rng(r, 0), output_attentions=output_attentions)
         h = L.layer_norm(p["self_attn_layer_norm"], h + drop(a, rng=L.fold_rng(r, 1)), LN_EPS)
         a, cross_probs = _attend(p["cross_attn"], config, h, (cross_k.astype(dtype), cross_v.astype(dtype)),
                                  cross_mask, deterministic=deterministic, rng=L.fold_rng(r, 2),
-                                 output_attentions=output_attentions)
+                                 output_attentions=output_attentions, kv_heads_major=True)
         h = L.layer_norm(p["cross_attn_layer_norm"], h + drop(a, rng=L.fold_rng(r, 3)), LN_EPS)
         f = L.activation(config.activation_function)(L.dense(p["fc1"], h))
         f = L.dropout(f, config.activation_dropout, deterministic=deterministic, rng=L.fold_rng(r, 4))
         h = L.layer_norm(p["final_layer_norm"], h + drop(L.dense(p["fc2"], f), rng=L.fold_rng(r, 5)), LN_EPS)
         h = constrain(h, BATCH, None, None)
-        return (h, ck, cv), (h if output_hidden_states else None, self_probs, cross_probs)
+        return h, (h if output_hidden_states else None, self_probs, cross_probs, ck, cv)
 
-    ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
     nl = config.decoder_layers
-    xs = (d["layers"], jnp.arange(nl), cross[0], cross[1])
-    (last, ck, cv), (per_layer, self_probs, cross_probs) = jax.lax.scan(
-        remat(layer, config.remat_policy), (x, ck, cv), xs, unroll=1 if config.scan_layers else nl)
+    if cache is None:
+        xs = (d["layers"], jnp.arange(nl), cross[0], cross[1], None, None)
+        last, (per_layer, self_probs, cross_probs, _, _) = jax.lax.scan(
+            remat(layer, config.remat_policy), x, xs, unroll=1 if config.scan_layers else nl)
+        new_cache = None
+    else:
+        # Decoding: a Python loop over per-layer weights, cross and self keys/values (see decoding_params,
+        # encoder_context, init_cache), so that every step reads each in place; a scan over the stacked arrays
+        # slices a copy of every weight at every step, tripling the memory traffic of a memory-bound step.
+        last, outs = x, []
+        for i in range(nl):
+            xs = (layer_params(d["layers"], i), i, cross[0][i], cross[1][i], cache["k"][i], cache["v"][i])
+            last, out = layer(last, xs)
+            outs.append(out)
+        per_layer, self_probs, cross_probs, ck, cv = (tuple(o[j] for o in outs) for j in range(5))
+        per_layer, self_probs, cross_probs = (None if a[0] is None else jnp.stack(a)
+                                              for a in (per_layer, self_probs, cross_probs))
+        new_cache = dict(cache, k=ck, v=cv, valid=key_valid, index=start + t)
     hidden_states = (x,) + tuple(per_layer[j] for j in range(nl)) if output_hidden_states else None
     self_attn = tuple(self_probs[j] for j in range(nl)) if output_attentions else None
     cross_attn = tuple(cross_probs[j] for j in range(nl)) if output_attentions else None
-    new_cache = None
-    if cache is not None:
-        new_cache = dict(cache, k=ck, v=cv, valid=key_valid, index=start + t)
     return last, hidden_states, self_attn, cross_attn, new_cache
 
 
+def layer_params(layers, i: int):
+    """Layer ``i`` of the decoder: an entry of the per-layer tuple (:func:`decoding_params`) or a slice of the
+    stacked tree."""
+    return layers[i] if isinstance(layers, (tuple, list)) else jax.tree.map(lambda a: a[i], layers)
+
+
+def decoding_params(params, config: LEDConfig) -> dict:
+    """What :func:`cached_step` reads, prepared once per generate call: the decoder's stacked layer tree split
+    into a tuple of per-layer trees (each weight then is its own buffer, read in place at every step); the
+    encoder, already run, left out."""
+    out = {name: value for name, value in params.items() if name != "encoder"}
+    layers = params["decoder"]["layers"]
+    per_layer = tuple(layer_params(layers, i) for i in range(config.decoder_layers))
+    out["decoder"] = dict(params["decoder"], layers=per_layer)
+    return out
+
+
 def init_cache(config: LEDConfig, batch: int, length: int, dtype) -> dict:
-    """An empty decoder self-attention cache for ``length`` target positions: k/v [Ld, B, length, heads, d], key
-    validity [B, length] and the write index. Generation adds :func:`encoder_context` to it."""
+    """An empty decoder self-attention cache for ``length`` target positions: per-layer tuples of keys and values
+    [B, length, heads, d], key validity [B, length] and the write index."""
     n = config.decoder_attention_heads
-    shape = (config.decoder_layers, batch, length, n, config.d_model // n)
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype), "valid": jnp.zeros((batch, length), bool),
-            "index": jnp.int32(0)}
+    shape = (batch, length, n, config.d_model // n)
+    layers = range(config.decoder_layers)
+    return {"k": tuple(jnp.zeros(shape, dtype) for _ in layers), "v": tuple(jnp.zeros(shape, dtype) for _ in layers),
+            "valid": jnp.zeros((batch, length), bool), "index": jnp.int32(0)}
 
 
 def encoder_context(params, config: LEDConfig, input_ids, attention_mask=None, global_attention_mask=None,
                     max_num_global=None) -> dict:
     """Everything the decoder reads from the encoder while generating, computed once per input:
-    cross-attention keys/values ``cross_k``, ``cross_v`` [Ld, B, S, heads, d] and ``encoder_mask`` [B, S] bool."""
+    per-layer tuples of cross-attention keys ``cross_k`` and values ``cross_v`` [B, heads, S, d], and
+    ``encoder_mask`` [B, S] bool."""
     enc = encode(params, config, input_ids, attention_mask, global_attention_mask, max_num_global)
     k, v = cross_kv(params, config, enc.last_hidden_state)
     mask = jnp.ones(input_ids.shape, bool) if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
-    return {"cross_k": k, "cross_v": v, "encoder_mask": mask}
+    layers = range(config.decoder_layers)
+    return {"cross_k": tuple(k[i] for i in layers), "cross_v": tuple(v[i] for i in layers), "encoder_mask": mask}
 
 
-def cached_step(params, config: LEDConfig, input_ids, attention_mask, position_ids, cache):
+def cached_step(params, config: LEDConfig, input_ids, attention_mask, position_ids, cache, *, context):
     """One generation step of LEDForConditionalGeneration. input_ids, attention_mask: [B, T] decoder tokens;
-    position_ids are not read (LED's decoder positions are the cache index, as HF's past length).
-    Returns (logits of the last token [B, V] float32, cache)."""
+    position_ids are not read (LED's decoder positions are the cache index, as HF's past length); context:
+    :func:`encoder_context` of the input. Returns (logits of the last token [B, V] float32, cache)."""
     del position_ids
-    last, _, _, _, cache = decode(params, config, input_ids, attention_mask, None, cache["encoder_mask"], cache)
+    last, _, _, _, cache = decode(params, config, input_ids, attention_mask, None, context["encoder_mask"], cache,
+                                  context)
     return lm_logits(params, config, last[:, -1]).astype(jnp.float32), cache
 
 
 def reorder_cache(cache: dict, rows) -> dict:
-    """Rows ``rows`` [N] of every batch-indexed entry (beam search); the layer-stacked k/v keep the batch on
-    axis 1."""
-    stacked = ("k", "v", "cross_k", "cross_v")
-    return {name: x if name == "index" else jnp.take(x, rows, axis=1 if name in stacked else 0)
+    """Rows ``rows`` [N] of a cache or a context (beam search): every array but the write index is batch-first."""
+    return {name: x if name == "index" else jax.tree.map(lambda a: jnp.take(a, rows, axis=0), x)
             for name, x in cache.items()}
 
 
 def lm_logits(params, config: LEDConfig, hidden):
     """lm_head (tied to the shared embeddings unless tie_word_embeddings is False) + final_logits_bias."""
     if config.tie_word_embeddings:
-        logits = L.matmul(hidden, params["shared"]["embedding"].T.astype(hidden.dtype))
+        logits = L.matmul(hidden, params["shared"]["embedding"], transposed=True)
     else:
         logits = L.dense(params["lm_head"], hidden)
     return logits + params["final_logits_bias"].astype(hidden.dtype)
@@ -350,6 +382,7 @@ def led_question_answering(params, config, input_ids, attention_mask=None, globa
     return out.replace(start_logits=start, end_logits=end, loss=loss)
 
 
-__all__ = ["HEADS", "init_params", "init_cache", "encoder_context", "cached_step", "reorder_cache", "encode",
+__all__ = ["HEADS", "init_params", "init_cache", "encoder_context", "decoding_params", "cached_step", "reorder_cache",
+           "encode",
            "decode", "cross_kv", "shift_tokens_right", "led_model",
            "led_conditional_generation", "led_sequence_classification", "led_question_answering"]

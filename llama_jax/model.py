@@ -176,7 +176,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
 def lm_logits(params, config: LlamaConfig, hidden):
     """hidden: [..., H] -> logits [..., V] through lm_head, or the embedding matrix when tied."""
     if config.tie_word_embeddings:
-        return L.matmul(hidden, params["embed_tokens"]["embedding"].T)
+        return L.matmul(hidden, params["embed_tokens"]["embedding"], transposed=True)
     return L.dense(params["lm_head"], hidden)
 
 

@@ -305,7 +305,7 @@ def lm_logits(params, config: LongformerConfig, hidden):
     x = L.gelu_exact(L.dense(p["dense"], hidden))
     x = L.layer_norm(p["layer_norm"], x, config.layer_norm_eps)
     if config.tie_word_embeddings:
-        logits = L.matmul(x, params["embeddings"]["word_embeddings"]["embedding"].T.astype(x.dtype))
+        logits = L.matmul(x, params["embeddings"]["word_embeddings"]["embedding"], transposed=True)
     else:
         logits = L.dense(p["decoder"], x)
     return logits + p["bias"].astype(x.dtype)

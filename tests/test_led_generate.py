@@ -106,7 +106,7 @@ def test_per_layer_windows_and_inferred_mask(tmp_path):
     infers the mask from pad tokens for decoder-only models only)."""
     hf = hf_model("conditional_generation", seed=3, init_std=1.0, attention_window=[8, 4])
     ours = conversion.from_pretrained(save_hf(hf, tmp_path / "m"), progress=False)
-    ids, _ = batch(lengths=(17, 6))
+    ids, _ = batch(lengths=(45, 6))  # past the decoder's 40 positions: only the encoder's 64 bound it
     check(ours, hf, dict(input_ids=ids), num_beams=2)
     check(ours, hf, dict(input_ids=ids))
 
@@ -139,8 +139,11 @@ def test_bad_generate_inputs(setup, tmp_path):
         ours.generate(ids, attention_mask=mask, global_attention_mask=on_pad)
     with pytest.raises(ValueError, match="unexpected arguments \\['decoder_mask'\\].*global_attention_mask"):
         ours.generate(ids, decoder_mask=mask)
-    with pytest.raises(ValueError, match="max_new_tokens 40 is past"):
+    with pytest.raises(ValueError, match="decoder prompt length 1 \\+ max_new_tokens 40 is past the decoder's "
+                       "max_decoder_position_embeddings=40"):
         ours.generate(ids, attention_mask=mask, max_new_tokens=40)
+    with pytest.raises(ValueError, match="input_ids has length 70, padded to 72 .* past max_encoder_position"):
+        ours.generate(np.full((1, 70), 5))
     with pytest.raises(ValueError, match="global_attention_mask has shape"):
         ours.generate(ids, attention_mask=mask, global_attention_mask=mask[:, :-1])
     with pytest.raises(ValueError, match="forced_eos_token_id = 99"):
