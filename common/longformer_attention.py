@@ -58,6 +58,22 @@ PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_glo
 
 _F32_MIN = float(jnp.finfo(jnp.float32).min)
 
+# Queries per block of the blocked implementation, at most: a block of qb queries reads qb + 2w keys, so
+# smaller blocks waste less of the (qb + 2w)-wide score rows and keep them in cache; below ~128 the products
+# get too thin. Measured on CPU at T = 4,096: see benchmarks/README.md (LED).
+MAX_QUERY_BLOCK = 128
+
+
+def query_block(w: int, limit: int | None = None) -> int:
+    """The blocked implementation's query block for one-sided window w: the largest divisor of w that is at
+    most ``limit`` (default MAX_QUERY_BLOCK), or w itself when that divisor would be under a quarter of the
+    limit (a window with no usable divisor keeps blocks of w)."""
+    limit = MAX_QUERY_BLOCK if limit is None else limit
+    if w <= limit:
+        return w
+    best = max(q for q in range(1, limit + 1) if w % q == 0)
+    return best if 4 * best >= limit else w
+
 
 def resolve_impl(impl: str) -> str:
     if impl == "auto":
@@ -204,48 +220,50 @@ def _key_bias(attention_mask, eff_global, w):
 
 
 def _blocked(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, deterministic, rng,
-             output_attentions):
-    """O(T·w): a scan over query blocks of w rows, each against its 3w neighbouring keys (positions
-    (i-1)w .. (i+2)w - 1) plus the X gathered global keys, in one softmax.
+             output_attentions, qb=None):
+    """O(T·w): a loop over blocks of qb query rows (:func:`query_block`, a divisor of w), each against its
+    qb + 2w neighbouring keys (positions i·qb - w .. (i+1)·qb + w - 1) plus the X gathered global keys, in
+    one softmax.
 
-    The scan keeps one block's scores ([B, heads, w, X + 3w]) live at a time: on CPU that working set stays
-    in cache, which is 3x faster than one batched einsum over all blocks at T = 4096, and keeps time and
-    memory linear in T beyond it.
+    The loop keeps one block's scores ([B, heads, qb, X + qb + 2w]) live at a time: on CPU that working set
+    stays in cache, which is 3x faster than one batched einsum over all blocks at T = 4096, and keeps time
+    and memory linear in T beyond it.
     """
     b, t, h = hidden.shape
     d = h // num_heads
-    n = t // w
+    qb = query_block(w) if qb is None else qb
+    n = t // qb
     eff_g, idx, slot_valid, slot_of_pos = _global_slots(attention_mask, global_mask, x)
     q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)  # HF scales q before the product
     k = _heads(dense(p["key"], hidden), num_heads)
     v = _heads(dense(p["value"], hidden), num_heads)
     pad = ((0, 0), (0, 0), (w, w), (0, 0))
-    kp, vp = jnp.pad(k, pad), jnp.pad(v, pad)  # [B, heads, T + 2w, d]: block i's keys start at row i * w
+    kp, vp = jnp.pad(k, pad), jnp.pad(v, pad)  # [B, heads, T + 2w, d]: block i's keys start at row i * qb
     key_bias = _key_bias(attention_mask, eff_g, w)
     # Query r of a block sees window column s iff the offset s - w - r lies in [-w, w].
-    r, s = np.arange(w)[:, None], np.arange(3 * w)[None, :]
+    r, s = np.arange(qb)[:, None], np.arange(qb + 2 * w)[None, :]
     in_band = jnp.asarray((s >= r) & (s <= r + 2 * w))
     if x:
         kg = jnp.where(slot_valid[:, None, :, None], _gather_rows(k, idx), 0.0)  # [B, heads, X, d]
         vg = jnp.where(slot_valid[:, None, :, None], _gather_rows(v, idx), 0.0)
-    band_cols = jnp.asarray(np.arange(w)[:, None] + np.arange(2 * w + 1)[None, :])  # offset c - w at r + c
+    band_cols = jnp.asarray(np.arange(qb)[:, None] + np.arange(2 * w + 1)[None, :])  # offset c - w at r + c
     drop_rng = fold_rng(rng, 0)
 
     def block(i):
-        start = i * w
-        qs = jax.lax.dynamic_slice_in_dim(q, start, w, axis=2)  # [B, heads, w, d]
-        ks = jax.lax.dynamic_slice_in_dim(kp, start, 3 * w, axis=2)  # [B, heads, 3w, d]
-        vs = jax.lax.dynamic_slice_in_dim(vp, start, 3 * w, axis=2)
-        bias = jax.lax.dynamic_slice_in_dim(key_bias, start, 3 * w, axis=1)  # [B, 3w]
+        start = i * qb
+        qs = jax.lax.dynamic_slice_in_dim(q, start, qb, axis=2)  # [B, heads, qb, d]
+        ks = jax.lax.dynamic_slice_in_dim(kp, start, qb + 2 * w, axis=2)  # [B, heads, qb + 2w, d]
+        vs = jax.lax.dynamic_slice_in_dim(vp, start, qb + 2 * w, axis=2)
+        bias = jax.lax.dynamic_slice_in_dim(key_bias, start, qb + 2 * w, axis=1)  # [B, qb + 2w]
         band = jnp.einsum("bhqd,bhkd->bhqk", qs, ks, preferred_element_type=jnp.float32)
         band = jnp.where(in_band, band + bias[:, None, None, :], -jnp.inf)
         scores = band
         if x:
             gcols = jnp.einsum("bhqd,bhxd->bhqx", qs, kg, preferred_element_type=jnp.float32)
             gcols = jnp.where(slot_valid[:, None, None, :], gcols, _F32_MIN)  # HF sets padding slots
-            scores = jnp.concatenate([gcols, band], axis=-1)  # [B, heads, w, X + 3w]: one softmax
+            scores = jnp.concatenate([gcols, band], axis=-1)  # [B, heads, qb, X + qb + 2w]: one softmax
         probs = jax.nn.softmax(scores, axis=-1)
-        qmask = jax.lax.dynamic_slice_in_dim(attention_mask, start, w, axis=1)
+        qmask = jax.lax.dynamic_slice_in_dim(attention_mask, start, qb, axis=1)
         probs = jnp.where(qmask[:, None, :, None], probs, 0.0).astype(hidden.dtype)  # padding queries output 0
         probs = dropout(probs, rate, deterministic=deterministic,
                         rng=None if drop_rng is None else jax.random.fold_in(drop_rng, i))
@@ -255,10 +273,10 @@ def _blocked(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, d
         out = out.astype(hidden.dtype)
         if not output_attentions:
             return out, None
-        bandp = jnp.take_along_axis(probs[..., x:], band_cols[None, None], axis=-1)  # [B, heads, w, 2w+1]
+        bandp = jnp.take_along_axis(probs[..., x:], band_cols[None, None], axis=-1)  # [B, heads, qb, 2w+1]
         return out, jnp.concatenate([probs[..., :x], bandp], axis=-1)
 
-    out, local = jax.lax.map(block, jnp.arange(n))  # [n, B, heads, w, d], [n, B, heads, w, X + 2w + 1]
+    out, local = jax.lax.map(block, jnp.arange(n))  # [n, B, heads, qb, d], [n, B, heads, qb, X + 2w + 1]
     out = out.transpose(1, 2, 0, 3, 4).reshape(b, num_heads, t, d)
 
     gprobs = None

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common import longformer_attention as LA
 from common.longformer_attention import PROJECTIONS, count_max_num_global, longformer_self_attention
 
 torch = pytest.importorskip("torch")
@@ -148,8 +149,14 @@ BLOCKED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("w,t,b,pad_lens,glob,extra", BLOCKED_CASES)
-def test_blocked_matches_reference(w, t, b, pad_lens, glob, extra):
+# Query blocks of w rows (the default at these small windows), and blocks smaller than w (MAX_QUERY_BLOCK = 2:
+# blocks of 2 rows for w = 4, of 1 row for w = 3 and 5), as the real windows (w = 256, 512) run.
+@pytest.mark.parametrize("w,t,b,pad_lens,glob,extra,max_block",
+                         [c + (None,) for c in BLOCKED_CASES] + [c + (2,) for c in BLOCKED_CASES if c[0] > 2])
+def test_blocked_matches_reference(w, t, b, pad_lens, glob, extra, max_block, monkeypatch):
+    if max_block is not None:
+        monkeypatch.setattr(LA, "MAX_QUERY_BLOCK", max_block)
+        assert LA.query_block(w) < w
     h, heads = 16, 2
     key = jax.random.PRNGKey(w * 100 + t)
     params = _random_params(key, h)
@@ -183,6 +190,12 @@ def test_blocked_matches_reference(w, t, b, pad_lens, glob, extra):
     for (path, r), o in zip(jax.tree_util.tree_leaves_with_path(g_ref), jax.tree_util.tree_leaves(g_blk)):
         assert np.isfinite(np.asarray(o)).all(), path
         assert _close(o, r), (jax.tree_util.keystr(path), _maxdiff(o, r))
+
+
+def test_query_block_divides_the_window():
+    assert [LA.query_block(w) for w in (1, 5, 128, 256, 384, 512, 300)] == [1, 5, 128, 128, 128, 128, 100]
+    assert LA.query_block(257) == 257  # a prime window: no usable divisor, blocks of w
+    assert LA.query_block(512, limit=256) == 256
 
 
 # -------------------------------------------------------------------------- 3. no T x T anywhere
