@@ -111,3 +111,28 @@ ARCHITECTURES.update({
         _led("LEDForQuestionAnswering", "question_answering", led.led_question_answering, "led."),
     )
 })
+
+
+# ------------------------------------------------------------------------------------------- LiLT
+from conversion import lilt as lilt_table  # noqa: E402
+from lilt_jax import inputs as lilt_inputs  # noqa: E402
+from lilt_jax import model as lilt  # noqa: E402
+from lilt_jax.config import LiltConfig  # noqa: E402
+from lilt_jax.sharding import PARTITION_RULES as LILT_RULES  # noqa: E402
+
+
+def _lilt(hf_class: str, head: str, forward, prefix: str) -> Architecture:
+    spec = HeadSpec(hf_class, head, forward, lilt_inputs.validate_inputs, max_positions=lilt_inputs.max_positions)
+    return Architecture(spec, "lilt", LiltConfig, lilt.init_params, lilt_table.rules, lilt_table.ignored, prefix,
+                        LILT_RULES)
+
+
+ARCHITECTURES.update({
+    a.spec.hf_class: a
+    for a in (
+        _lilt("LiltModel", "model", lilt.lilt_model, ""),
+        _lilt("LiltForSequenceClassification", "sequence_classification", lilt.lilt_sequence_classification, "lilt."),
+        _lilt("LiltForTokenClassification", "token_classification", lilt.lilt_token_classification, "lilt."),
+        _lilt("LiltForQuestionAnswering", "question_answering", lilt.lilt_question_answering, "lilt."),
+    )
+})

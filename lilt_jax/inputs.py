@@ -1,0 +1,82 @@
+"""Validation of the inputs of every LiLT head (host side, before anything is traced).
+
+Boxes matter most: JAX's embedding lookups wrap negative indices and clamp large ones, so a bad box would
+silently read the wrong rows (torch raises an IndexError for some and not others).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from common import validation as V
+from lilt_jax.config import LiltConfig
+
+BOX_MAX = 1000  # boxes are normalised to 0..1000 (LayoutLM's convention, what LiLT was trained on)
+
+
+def max_positions(config: LiltConfig) -> int:
+    """Largest position id + 1 (real tokens take pad_token_id + 1 + their index among non-pad tokens)."""
+    return config.max_position_embeddings
+
+
+def check_boxes(bbox: Any, shape: tuple[int, ...], config: LiltConfig) -> np.ndarray:
+    """bbox: [B, T, 4] ints (x0, y0, x1, y1), each in [0, min(1000, max_2d_position_embeddings - 1)], with
+    x0 <= x1 and y0 <= y1. Returns it as int32."""
+    box = V.as_array("bbox", bbox)
+    if box.shape != shape + (4,):
+        raise ValueError(f"bbox has shape {box.shape}: expected {shape + (4,)} (one (x0, y0, x1, y1) box per token "
+                         "of input_ids)")
+    V.check_int("bbox", box)
+    high = min(BOX_MAX, config.max_2d_position_embeddings - 1)
+    V.check_range("bbox", box, 0, high + 1)
+    for lo, hi, names in ((0, 2, "x1 < x0"), (1, 3, "y1 < y0")):
+        bad = np.argwhere(box[..., hi] < box[..., lo])
+        if len(bad):
+            where = tuple(int(i) for i in bad[0])
+            raise ValueError(f"bbox at (batch, token) {where} is {box[where].tolist()}: {names}; boxes are "
+                             "(x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
+    return box.astype(np.int32)
+
+
+def validate_inputs(config: LiltConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
+    out: dict[str, np.ndarray] = {}
+    ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
+    out["input_ids"] = ids.astype(np.int32)
+    shape = ids.shape
+    if inputs.get("bbox") is not None:
+        out["bbox"] = check_boxes(inputs["bbox"], shape, config)
+    if inputs.get("attention_mask") is not None:
+        out["attention_mask"] = V.binary_mask("attention_mask", inputs["attention_mask"], shape).astype(np.int32)
+    if inputs.get("token_type_ids") is not None:
+        tt = V.as_array("token_type_ids", inputs["token_type_ids"])
+        V.check_shape("token_type_ids", tt, shape, "input_ids")
+        V.check_int("token_type_ids", tt)
+        V.check_range("token_type_ids", tt, 0, config.type_vocab_size)
+        out["token_type_ids"] = tt.astype(np.int32)
+    limit = max_positions(config)
+    if inputs.get("position_ids") is not None:
+        pos = V.as_array("position_ids", inputs["position_ids"])
+        V.check_shape("position_ids", pos, shape, "input_ids")
+        V.check_int("position_ids", pos)
+        V.check_range("position_ids", pos, 0, limit)
+        out["position_ids"] = pos.astype(np.int32)
+    else:
+        highest = config.pad_token_id + int((ids != config.pad_token_id).sum(axis=-1).max())
+        if highest >= limit:
+            raise ValueError(f"input_ids has {highest - config.pad_token_id} non-pad tokens in a row: position "
+                             f"{highest} is past max_position_embeddings={limit}; the allowed range is "
+                             f"[1, {limit - config.pad_token_id - 1}] tokens")
+    labels = inputs.get("labels")
+    if labels is not None:
+        if head == "sequence_classification":
+            out["labels"] = V.labels(labels, "sequence", batch=shape[0], token_shape=shape, classes=config.num_labels)
+        elif head == "token_classification":
+            out["labels"] = V.labels(labels, "token", batch=shape[0], token_shape=shape, classes=config.num_labels)
+        else:
+            raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
+                                                          if head == "question_answering" else ""))
+    out.update(V.span_positions(inputs, shape[0]))
+    return out
