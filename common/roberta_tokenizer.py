@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
-from common.tokenization import (TokenizerBase, add_tokens, as_added_token, check_padding_side, describe,
+from common.tokenization import (TokenizerBase, add_tokens, check_padding_side, describe, read_added_tokens,
                                  read_json_if_present)
 
 # Every class name transformers 5.x resolves to its RobertaTokenizer (checked in tests against AutoTokenizer).
@@ -60,6 +60,11 @@ class RobertaTokenizer(TokenizerBase):
             `max_length` of `__call__(..., truncation=True)`.
         special_tokens: {"bos_token": "<s>", ...}, the text of each named special token.
     """
+
+    # tokenizer_config.json's tokenizer_class values this class reads, and its add_prefix_space when unset
+    # (a subclass for another transformers class sets its own).
+    accepted_classes: tuple[str, ...] = ROBERTA_CLASSES
+    default_add_prefix_space: bool = False
 
     def __init__(self, tokenizer: Tokenizer, special_tokens: dict[str, str], padding_side: str,
                  add_prefix_space: bool, model_max_length: int | None = None):
@@ -91,9 +96,9 @@ class RobertaTokenizer(TokenizerBase):
             raise ValueError(f"directory: neither tokenizer.json nor vocab.json + merges.txt in {str(directory)!r}")
         config = read_json_if_present(directory / "tokenizer_config.json")
         declared = config.pop("tokenizer_class", None)
-        if declared is not None and declared not in ROBERTA_CLASSES:
+        if declared is not None and declared not in cls.accepted_classes:
             raise ValueError(f"directory: tokenizer_config.json declares {declared!r}, "
-                             f"expected one of {ROBERTA_CLASSES}")
+                             f"expected one of {cls.accepted_classes}")
 
         spec = read_json_if_present(directory / "tokenizer.json") if has_json else {}
         if has_json:
@@ -105,26 +110,8 @@ class RobertaTokenizer(TokenizerBase):
         else:
             vocab, merges = models.BPE.read_file(str(directory / "vocab.json"), str(directory / "merges.txt"))
 
-        # Added and named special tokens, read as transformers' _from_pretrained reads them.
-        if "added_tokens_decoder" in config:
-            decoder = config.pop("added_tokens_decoder")
-            added = [as_added_token(decoder[k]) for k in sorted(decoder, key=int)]
-        else:
-            for key, value in read_json_if_present(directory / "special_tokens_map.json").items():
-                if key in _DEFAULT_TOKENS:
-                    config[key] = as_added_token(value, special=True)
-                elif key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
-                    config[key] = [as_added_token(t, special=True) for t in value]
-            added = [as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
-        by_content = {t.content: t for t in added}
-        named = {}
-        for name, default in _DEFAULT_TOKENS.items():
-            token = as_added_token(config.get(name, default))
-            named[name] = by_content.get(str(token), token) if token is not None else None
-        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
-        extra = [as_added_token(t) for t in extra] if isinstance(extra, list) else []
-
-        add_prefix_space = bool(config.get("add_prefix_space", False))
+        added, named, extra = read_added_tokens(directory, config, spec, _DEFAULT_TOKENS)
+        add_prefix_space = bool(config.get("add_prefix_space", cls.default_add_prefix_space))
         tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
                                    end_of_word_suffix="", fuse_unk=False))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)

@@ -104,6 +104,41 @@ def as_added_token(value, special: bool | None = None):
     return value
 
 
+def read_added_tokens(directory: Path, config: dict, spec: dict, defaults: dict,
+                      lstrip_names: tuple[str, ...] = ()) -> tuple[list, dict, list]:
+    """Added and named special tokens as transformers' ``_from_pretrained`` reads them: (added tokens,
+    {name: named special token or None}, extra special tokens).
+
+    tokenizer_config.json's ``added_tokens_decoder`` when present (popped from ``config``), else
+    special_tokens_map.json (overriding ``config``'s named tokens) plus tokenizer.json's ``added_tokens``
+    (``spec``). A named token listed among the added ones keeps that entry's flags. ``defaults``: name -> token
+    for names the files leave unset; a name in ``lstrip_names`` given as a plain string becomes a special token
+    that takes the space before it (LayoutXLM's ``<mask>``)."""
+    from tokenizers import AddedToken
+
+    if "added_tokens_decoder" in config:
+        decoder = config.pop("added_tokens_decoder")
+        added = [as_added_token(decoder[k]) for k in sorted(decoder, key=int)]
+    else:
+        for key, value in read_json_if_present(directory / "special_tokens_map.json").items():
+            if key in defaults:
+                config[key] = as_added_token(value, special=True)
+            elif key in ("extra_special_tokens", "additional_special_tokens") and isinstance(value, list):
+                config[key] = [as_added_token(t, special=True) for t in value]
+        added = [as_added_token(t) for t in sorted(spec.get("added_tokens", []), key=lambda t: t["id"])]
+    by_content = {t.content: t for t in added}
+    named = {}
+    for name, default in defaults.items():
+        token = config.get(name, default)
+        if name in lstrip_names and isinstance(token, str):
+            token = AddedToken(token, lstrip=True, rstrip=False, special=True)
+        token = as_added_token(token)
+        named[name] = by_content.get(str(token), token) if token is not None else None
+    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    extra = [as_added_token(t) for t in extra] if isinstance(extra, list) else []
+    return added, named, extra
+
+
 def token_key(token) -> tuple:
     """An AddedToken's identity (text and flags), for de-duplication."""
     return tuple(getattr(token, f) for f in ADDED_TOKEN_FIELDS)
