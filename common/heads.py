@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from common import layers as L
 from common.losses import span_loss
+
+
+def classification_head(p, pooled, rate: float, *, deterministic: bool, rng=None):
+    """RoBERTa / BART sentence classification head: dropout, dense, tanh, dropout, out_proj.
+    pooled: [B, H] (the <s> or last-eos state) -> logits [B, num_labels]."""
+    x = L.dropout(pooled, rate, deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    x = L.dropout(jnp.tanh(L.dense(p["dense"], x)), rate, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    return L.dense(p["out_proj"], x)
 
 
 def span_head(p, hidden, start_positions=None, end_positions=None):

@@ -73,16 +73,7 @@ class RobertaTokenizer(TokenizerBase):
         self.padding_side = check_padding_side(padding_side)
         self.add_prefix_space = bool(add_prefix_space)
         self.model_max_length = model_max_length
-        self.special_tokens = special_tokens
-        ids = {name: tokenizer.token_to_id(tok) for name, tok in special_tokens.items()}
-        self.bos_token_id: int | None = ids.get("bos_token")
-        self.eos_token_id: int | None = ids.get("eos_token")
-        self.pad_token_id: int | None = ids.get("pad_token")
-        self.unk_token_id: int | None = ids.get("unk_token")
-        self.mask_token_id: int | None = ids.get("mask_token")
-        self.sep_token_id: int | None = ids.get("sep_token")
-        self.cls_token_id: int | None = ids.get("cls_token")
-        self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+        self._set_special_tokens(tokenizer, special_tokens)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "RobertaTokenizer":

@@ -182,6 +182,16 @@ class TokenizerBase:
     pad_token_id: int | None
     eos_token_id: int | None
 
+    def _set_special_tokens(self, tokenizer: "Tokenizer", special_tokens: dict[str, str | None]) -> None:
+        """``special_tokens`` ({"bos_token": "<s>", ...}, None for unset ones), their ids as ``bos_token_id``,
+        ``eos_token_id``, ``pad_token_id``, ``unk_token_id``, ``mask_token_id``, ``sep_token_id``,
+        ``cls_token_id``, and ``vocab_size`` (largest id + 1, added tokens included)."""
+        self.special_tokens = special_tokens
+        ids = {name: tokenizer.token_to_id(tok) for name, tok in special_tokens.items() if tok is not None}
+        for name in ("bos", "eos", "pad", "unk", "mask", "sep", "cls"):
+            setattr(self, f"{name}_token_id", ids.get(f"{name}_token"))
+        self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+
     def _pad(self, encodings, side: str) -> dict:
         """{"input_ids", "attention_mask"}: int32 [batch, longest], padded with pad (else eos, else 0) on ``side``."""
         length = max(len(e.ids) for e in encodings)

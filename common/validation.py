@@ -96,3 +96,30 @@ def span_positions(inputs: dict[str, Any], batch: int) -> dict[str, np.ndarray]:
             check_int(name, pos)
             out[name] = pos.astype(np.int32)
     return out
+
+
+def roberta_types_and_positions(inputs: dict[str, Any], ids: np.ndarray, *, type_vocab_size: int,
+                                pad_token_id: int, max_positions: int) -> dict[str, np.ndarray]:
+    """token_type_ids and position_ids of a RoBERTa-style model (Longformer, LiLT), shaped like ``ids``, when
+    given; without position_ids, the positions RoBERTa derives from the pads (pad_token_id + 1 + index among
+    non-pad tokens) must fit ``max_positions``."""
+    out = {}
+    if inputs.get("token_type_ids") is not None:
+        tt = as_array("token_type_ids", inputs["token_type_ids"])
+        check_shape("token_type_ids", tt, ids.shape, "input_ids")
+        check_int("token_type_ids", tt)
+        check_range("token_type_ids", tt, 0, type_vocab_size)
+        out["token_type_ids"] = tt.astype(np.int32)
+    if inputs.get("position_ids") is not None:
+        pos = as_array("position_ids", inputs["position_ids"])
+        check_shape("position_ids", pos, ids.shape, "input_ids")
+        check_int("position_ids", pos)
+        check_range("position_ids", pos, 0, max_positions)
+        out["position_ids"] = pos.astype(np.int32)
+    else:
+        highest = pad_token_id + int((ids != pad_token_id).sum(axis=-1).max())
+        if highest >= max_positions:
+            raise ValueError(f"input_ids has {highest - pad_token_id} non-pad tokens in a row: position "
+                             f"{highest} is past max_position_embeddings={max_positions}; the allowed range is "
+                             f"[1, {max_positions - pad_token_id - 1}] tokens")
+    return out

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from common import layers as L
 from common.attention import attention, causal_mask
-from common.heads import span_head
+from common.heads import classification_head, span_head
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import Seq2SeqOutput
 from common.remat import remat
@@ -359,11 +359,8 @@ def led_sequence_classification(params, config, input_ids, attention_mask=None, 
                          output_attentions)
     eos = config.eos_token_ids[0]
     pooled = jnp.take_along_axis(last, eos_index(input_ids, eos)[:, None, None], axis=1)[:, 0]
-    p = params["classification_head"]
-    drop = functools.partial(L.dropout, rate=config.classifier_dropout, deterministic=deterministic)
-    x = drop(pooled, rng=L.fold_rng(rng, 2))
-    x = drop(jnp.tanh(L.dense(p["dense"], x)), rng=L.fold_rng(rng, 3))
-    logits = L.dense(p["out_proj"], x)
+    logits = classification_head(params["classification_head"], pooled, config.classifier_dropout,
+                                 deterministic=deterministic, rng=L.fold_rng(rng, 2))
     loss = None
     if labels is not None:
         loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)

@@ -50,25 +50,8 @@ def validate_inputs(config: LiltConfig, head: str, inputs: dict[str, Any]) -> di
         out["bbox"] = check_boxes(inputs["bbox"], shape, config)
     if inputs.get("attention_mask") is not None:
         out["attention_mask"] = V.binary_mask("attention_mask", inputs["attention_mask"], shape).astype(np.int32)
-    if inputs.get("token_type_ids") is not None:
-        tt = V.as_array("token_type_ids", inputs["token_type_ids"])
-        V.check_shape("token_type_ids", tt, shape, "input_ids")
-        V.check_int("token_type_ids", tt)
-        V.check_range("token_type_ids", tt, 0, config.type_vocab_size)
-        out["token_type_ids"] = tt.astype(np.int32)
-    limit = max_positions(config)
-    if inputs.get("position_ids") is not None:
-        pos = V.as_array("position_ids", inputs["position_ids"])
-        V.check_shape("position_ids", pos, shape, "input_ids")
-        V.check_int("position_ids", pos)
-        V.check_range("position_ids", pos, 0, limit)
-        out["position_ids"] = pos.astype(np.int32)
-    else:
-        highest = config.pad_token_id + int((ids != config.pad_token_id).sum(axis=-1).max())
-        if highest >= limit:
-            raise ValueError(f"input_ids has {highest - config.pad_token_id} non-pad tokens in a row: position "
-                             f"{highest} is past max_position_embeddings={limit}; the allowed range is "
-                             f"[1, {limit - config.pad_token_id - 1}] tokens")
+    out.update(V.roberta_types_and_positions(inputs, ids, type_vocab_size=config.type_vocab_size,
+                                             pad_token_id=config.pad_token_id, max_positions=max_positions(config)))
     labels = inputs.get("labels")
     if labels is not None:
         if head == "sequence_classification":

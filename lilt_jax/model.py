@@ -37,13 +37,13 @@ import jax
 import jax.numpy as jnp
 
 from common import layers as L
-from common.heads import span_head
+from common.heads import classification_head, span_head
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, QuestionAnsweringOutput, SequenceClassifierOutput, TokenClassifierOutput
 from common.remat import remat
 from common.sharding import BATCH, constrain
 from lilt_jax.config import LiltConfig
-from longformer_jax.model import create_position_ids_from_input_ids, pooler
+from longformer_jax.model import create_position_ids_from_input_ids, pooler, roberta_embeddings
 
 HEADS = ("model", "sequence_classification", "token_classification", "question_answering")
 BOX_TABLES = ("x_position_embeddings", "y_position_embeddings", "h_position_embeddings", "w_position_embeddings")
@@ -112,15 +112,6 @@ def _init_layers(key, c: LiltConfig, dtype) -> dict:
 def compute_dtype(params, config: LiltConfig):
     return jnp.dtype(config.compute_dtype) if config.compute_dtype else \
         params["embeddings"]["word_embeddings"]["embedding"].dtype
-
-
-def text_embeddings(p, config: LiltConfig, input_ids, token_type_ids, position_ids, dtype, *, deterministic, rng):
-    """RoBERTa embeddings: word + token type + position, layer norm, dropout. -> [B, T, H]."""
-    x = (L.embed(p["word_embeddings"], input_ids, dtype, config.pad_token_id)
-         + L.embed(p["token_type_embeddings"], token_type_ids, dtype)
-         + L.embed(p["position_embeddings"], position_ids, dtype, config.pad_token_id))
-    x = L.layer_norm(p["layer_norm"], x, config.layer_norm_eps)
-    return L.dropout(x, config.hidden_dropout_prob, deterministic=deterministic, rng=rng)
 
 
 def layout_embeddings(p, config: LiltConfig, bbox, position_ids, dtype, *, deterministic, rng):
@@ -198,8 +189,8 @@ def encoder(params, config: LiltConfig, input_ids, bbox=None, attention_mask=Non
     token_type_ids = jnp.zeros((b, t), jnp.int32) if token_type_ids is None else token_type_ids
     if position_ids is None:
         position_ids = create_position_ids_from_input_ids(input_ids, config.pad_token_id)
-    text = text_embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
-                           deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    text = roberta_embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
+                              deterministic=deterministic, rng=L.fold_rng(rng, 0))
     layout = layout_embeddings(params["layout_embeddings"], config, bbox, position_ids, dtype,
                                deterministic=deterministic, rng=L.fold_rng(rng, 1))
     layer_rng = L.fold_rng(rng, 2)
@@ -238,11 +229,8 @@ def lilt_sequence_classification(params, config, input_ids, bbox=None, attention
     out = encoder(params, config, input_ids, bbox, attention_mask, token_type_ids, position_ids,
                   deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
                   output_attentions=output_attentions)
-    p = params["classifier"]
-    drop = functools.partial(L.dropout, rate=config.classifier_rate, deterministic=deterministic)
-    x = drop(out.last_hidden_state[:, 0], rng=L.fold_rng(rng, 1))
-    x = drop(jnp.tanh(L.dense(p["dense"], x)), rng=L.fold_rng(rng, 2))
-    logits = L.dense(p["out_proj"], x)
+    logits = classification_head(params["classifier"], out.last_hidden_state[:, 0], config.classifier_rate,
+                                 deterministic=deterministic, rng=L.fold_rng(rng, 1))
     loss = None
     if labels is not None:
         loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)

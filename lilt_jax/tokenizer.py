@@ -298,19 +298,10 @@ class LayoutXLMTokenizer(_DocumentMixin, TokenizerBase):
         self.padding_side = check_padding_side(padding_side)
         self.add_prefix_space = bool(add_prefix_space)
         self.model_max_length = model_max_length
-        self.special_tokens = special_tokens
         self.layout = layout if layout is not None else LayoutSettings(sep_token_box=(1000, 1000, 1000, 1000))
-        ids = {name: tokenizer.token_to_id(tok) for name, tok in special_tokens.items() if tok is not None}
-        self.bos_token_id: int | None = ids.get("bos_token")
-        self.eos_token_id: int | None = ids.get("eos_token")
-        self.pad_token_id: int | None = ids.get("pad_token")
-        self.unk_token_id: int | None = ids.get("unk_token")
-        self.mask_token_id: int | None = ids.get("mask_token")
-        self.sep_token_id: int | None = ids.get("sep_token")
-        self.cls_token_id: int | None = ids.get("cls_token")
-        self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+        self._set_special_tokens(tokenizer, special_tokens)
         for name in ("cls_token", "sep_token", "pad_token"):
-            if ids.get(name) is None:
+            if getattr(self, f"{name}_id") is None:
                 raise ValueError(f"directory: tokenizer_config.json sets {name} to null; LayoutXLM needs it")
 
     @classmethod

@@ -34,26 +34,8 @@ def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any])
     for name in ("attention_mask", "global_attention_mask"):
         if inputs.get(name) is not None:
             out[name] = V.binary_mask(name, inputs[name], shape).astype(np.int32)
-    if inputs.get("token_type_ids") is not None:
-        tt = V.as_array("token_type_ids", inputs["token_type_ids"])
-        V.check_shape("token_type_ids", tt, shape, "input_ids")
-        V.check_int("token_type_ids", tt)
-        V.check_range("token_type_ids", tt, 0, config.type_vocab_size)
-        out["token_type_ids"] = tt.astype(np.int32)
-    limit = max_positions(config)
-    if inputs.get("position_ids") is not None:
-        pos = V.as_array("position_ids", inputs["position_ids"])
-        V.check_shape("position_ids", pos, shape, "input_ids")
-        V.check_int("position_ids", pos)
-        V.check_range("position_ids", pos, 0, limit)
-        out["position_ids"] = pos.astype(np.int32)
-    else:
-        # RoBERTa positions run up to pad_token_id + (number of non-pad tokens in the row).
-        highest = config.pad_token_id + int((ids != config.pad_token_id).sum(axis=-1).max())
-        if highest >= limit:
-            raise ValueError(f"input_ids has {highest - config.pad_token_id} non-pad tokens in a row: position "
-                             f"{highest} is past max_position_embeddings={limit}; the allowed range is "
-                             f"[1, {limit - config.pad_token_id - 1}] tokens")
+    out.update(V.roberta_types_and_positions(inputs, ids, type_vocab_size=config.type_vocab_size,
+                                             pad_token_id=config.pad_token_id, max_positions=max_positions(config)))
 
     # A global flag on padding is a caller bug (HF silently ignores it): say so rather than guess.
     if out.get("global_attention_mask") is not None and out.get("attention_mask") is not None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from common import layers as L
 from common.longformer_attention import count_max_num_global, longformer_self_attention
-from common.heads import span_head
+from common.heads import classification_head, span_head
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
@@ -154,7 +154,9 @@ def create_position_ids_from_input_ids(input_ids, padding_idx: int):
     return jnp.cumsum(mask, axis=1) * mask + padding_idx
 
 
-def _embeddings(p, config: LongformerConfig, input_ids, token_type_ids, position_ids, dtype, *, deterministic, rng):
+def roberta_embeddings(p, config, input_ids, token_type_ids, position_ids, dtype, *, deterministic, rng):
+    """RoBERTa embeddings (Longformer, LiLT's text stream): word + position + token type, layer norm, dropout.
+    input_ids, token_type_ids, position_ids (None: from the pads): [B, T] -> [B, T, H]."""
     if position_ids is None:
         position_ids = create_position_ids_from_input_ids(input_ids, config.pad_token_id)
     x = (L.embed(p["word_embeddings"], input_ids, dtype, config.pad_token_id)
@@ -204,7 +206,7 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
         position_ids = jnp.pad(position_ids, right, constant_values=config.pad_token_id)
     global_mask = global_mask & attention_mask  # HF's merge: a padding token is never global
 
-    x = _embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
+    x = roberta_embeddings(params["embeddings"], config, input_ids, token_type_ids, position_ids, dtype,
                     deterministic=deterministic, rng=L.fold_rng(rng, 0))
     return encode_layers(params["layers"], config, x, attention_mask, global_mask, x_slots, t,
                          deterministic=deterministic, rng=L.fold_rng(rng, 1),
@@ -332,11 +334,8 @@ def longformer_sequence_classification(params, config, input_ids, attention_mask
     global_attention_mask = _with_default_global(config, "sequence_classification", input_ids, global_attention_mask)
     out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
                max_num_global, deterministic, L.fold_rng(rng, 0), output_hidden_states, output_attentions)
-    p = params["classifier"]
-    drop = functools.partial(L.dropout, rate=config.hidden_dropout_prob, deterministic=deterministic)
-    x = drop(out.last_hidden_state[:, 0], rng=L.fold_rng(rng, 1))
-    x = drop(jnp.tanh(L.dense(p["dense"], x)), rng=L.fold_rng(rng, 2))
-    logits = L.dense(p["out_proj"], x)
+    logits = classification_head(params["classifier"], out.last_hidden_state[:, 0], config.hidden_dropout_prob,
+                                 deterministic=deterministic, rng=L.fold_rng(rng, 1))
     loss = None
     if labels is not None:
         loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+
+from tests.parity import perturb_norms_and_biases
 from safetensors.torch import save_file
 
 HF_CLASSES = {
@@ -66,16 +68,7 @@ def hf_model(head: str, seed: int = 0, **overrides) -> torch.nn.Module:
         model = SeqClsReference(config).eval()
     else:
         model = getattr(transformers, HF_CLASSES[head])(config).eval()
-    # Random init leaves norms at 1 and biases (and final_logits_bias) at 0: perturb them so every tensor's
-    # mapping is tested.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name.lower():
-                p.add_(0.1 * torch.randn_like(p))
-        for name, buf in model.named_buffers():
-            if name.endswith("final_logits_bias"):
-                buf.add_(0.1 * torch.randn_like(buf))
-    return model
+    return perturb_norms_and_biases(model)
 
 
 def save_hf(model: torch.nn.Module, directory: Path, **kwargs) -> Path:

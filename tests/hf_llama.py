@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import transformers
 
+from tests.parity import perturb_norms_and_biases
+
 HF_CLASSES = {
     "model": "LlamaModel",
     "causal_lm": "LlamaForCausalLM",
@@ -44,12 +46,7 @@ def hf_config(**overrides) -> transformers.LlamaConfig:
 def hf_model(head: str, seed: int = 0, **overrides) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = getattr(transformers, HF_CLASSES[head])(hf_config(**overrides)).eval()
-    # Random init leaves norms at 1 and biases at 0; perturb them so the mapping of every tensor is tested.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturb_norms_and_biases(model)
 
 
 def save_hf(model: torch.nn.Module, directory: Path, **kwargs) -> Path:

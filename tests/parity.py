@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 import conversion
 
@@ -25,3 +26,16 @@ def assert_close(ours, ref, mask=None, what="", atol=ATOL):
         mask = mask.reshape(mask.shape + (1,) * (diff.ndim - mask.ndim))
         diff = diff[np.broadcast_to(mask, diff.shape)]
     assert diff.max() <= atol, f"{what}: max abs diff {diff.max():.3e} > {atol}"
+
+
+def perturb_norms_and_biases(model: torch.nn.Module) -> torch.nn.Module:
+    """Random init leaves norms at 1 and biases (and BART-style final_logits_bias buffers) at 0: add noise to
+    them, in place, so that the mapping of every tensor is tested."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name.lower():
+                p.add_(0.1 * torch.randn_like(p))
+        for name, buf in model.named_buffers():
+            if name.endswith("final_logits_bias"):
+                buf.add_(0.1 * torch.randn_like(buf))
+    return model
