@@ -1,6 +1,9 @@
-"""HF checkpoint conversion: ``from_pretrained``, ``save_pretrained`` and the ``ARCHITECTURES`` table."""
+"""HF checkpoint conversion: ``from_pretrained``, ``save_pretrained``, the ``ARCHITECTURES`` table, and
+``combine_text_and_layout`` (a LiLT checkpoint from a RoBERTa-family text model + a LiLT layout stream)."""
 
 from conversion.api import CheckpointMismatchError, from_pretrained, save_pretrained
+from conversion.lilt_combine import combine_text_and_layout
 from conversion.registry import ARCHITECTURES, Architecture
 
-__all__ = ["ARCHITECTURES", "Architecture", "CheckpointMismatchError", "from_pretrained", "save_pretrained"]
+__all__ = ["ARCHITECTURES", "Architecture", "CheckpointMismatchError", "combine_text_and_layout", "from_pretrained",
+           "save_pretrained"]

@@ -76,10 +76,11 @@ class CheckpointMatch:
 
 
 def _family_prefixes(arch: Architecture) -> list[str]:
-    """Backbone prefixes to try: the architecture's own; for a bare backbone, also its family's head prefixes
-    (loading ``LongformerModel`` from a ``LongformerForMaskedLM`` file, as transformers allows)."""
+    """Backbone prefixes to try: the architecture's own; for a head, also none (a bare backbone's file, to start
+    the head from); for a bare backbone, also its family's head prefixes (loading ``LongformerModel`` from a
+    ``LongformerForMaskedLM`` file). transformers allows both."""
     if arch.backbone_prefix:
-        return [arch.backbone_prefix]
+        return [arch.backbone_prefix, ""]
     heads = sorted({a.backbone_prefix for a in ARCHITECTURES.values() if a.family == arch.family} - {""})
     return [""] + heads
 
@@ -254,20 +255,27 @@ def save_pretrained(model: Model, out_dir: str | os.PathLike, max_shard_size: in
     Files are written to a temporary directory first and moved in only when all are complete, so a failure
     never leaves a half-written checkpoint behind.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"out_dir {out} exists and is not a directory")
     tensors = hf_tensors(model)
     hf_config = model.config.to_hf_dict()
     hf_config["architectures"] = [model.architecture]
-    hf_config["dtype"] = str(next(iter(tensors.values())).dtype)
+    return write_checkpoint(out_dir, tensors, hf_config, max_shard_size, model.generation_config)
+
+
+def write_checkpoint(out_dir: str | os.PathLike, tensors: dict[str, np.ndarray], hf_config: dict,
+                     max_shard_size: int = 5 * 2**30, generation_config: dict | None = None) -> Path:
+    """Write HF-named tensors (safetensors, sharded past max_shard_size) and config.json (+ generation_config.json)
+    into a temporary directory, then move them into out_dir, so a failure never leaves a half-written checkpoint."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out_dir {out} exists and is not a directory")
+    hf_config = dict(hf_config, dtype=str(next(iter(tensors.values())).dtype))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp-") as tmp:
         tmp_dir = Path(tmp)
         write_safetensors(tensors, tmp_dir, max_shard_size)
         (tmp_dir / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
-        if model.generation_config:
-            (tmp_dir / "generation_config.json").write_text(json.dumps(model.generation_config, indent=2))
+        if generation_config:
+            (tmp_dir / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
         out.mkdir(exist_ok=True)
         for stale in ("model.safetensors", "model.safetensors.index.json"):
             (out / stale).unlink(missing_ok=True)

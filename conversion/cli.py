@@ -3,6 +3,7 @@
     jaxzoo generate --checkpoint DIR --prompt TEXT [--max-new-tokens N] [--do-sample ...]
     jaxzoo convert SRC DST            HF directory -> Orbax directory, or an Orbax directory -> HF directory
     jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
+    jaxzoo combine-lilt TEXT LAYOUT OUT  a LiLT checkpoint: RoBERTa / XLM-R text weights + a LiLT layout stream
     jaxzoo train [--steps N ...]      pre-train a small Llama on local text (the main job; defaults built in)
 """
 
@@ -104,6 +105,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_combine_lilt(args) -> int:
+    from conversion.lilt_combine import combine_text_and_layout
+
+    out = combine_text_and_layout(args.text, args.layout, args.out)
+    print(f"wrote a LiltModel checkpoint to {out} (text stream from {args.text}, layout stream from {args.layout})")
+    return 0
+
+
 def _argparse_type(parse):
     """argparse shows only ArgumentTypeError messages; keep ours (they name the allowed values)."""
     def wrapped(text):
@@ -162,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--vocab-size", type=int, default=4096)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo_checkpoint)
+
+    lc = sub.add_parser("combine-lilt", help="a LiLT checkpoint from a RoBERTa / XLM-RoBERTa text checkpoint and a "
+                        "LiLT checkpoint's layout stream")
+    lc.add_argument("text", help="RoBERTa, XLM-RoBERTa or CamemBERT checkpoint directory (or Hub id)")
+    lc.add_argument("layout", help="LiLT checkpoint directory (or Hub id) whose layout stream to take")
+    lc.add_argument("out", help="directory to write the combined LiltModel checkpoint to")
+    lc.set_defaults(func=cmd_combine_lilt)
 
     t = sub.add_parser("train", help="pre-train a small Llama on a local corpus (pydoc texts by default)")
     _add_pretrain_flags(t)

@@ -1,0 +1,1 @@
+"""XLM (Lample & Conneau 2019) as pure JAX functions."""
