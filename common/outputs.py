@@ -74,3 +74,18 @@ class Seq2SeqOutput:
     encoder_hidden_states: tuple | None = None
     encoder_attentions: tuple | None = None
     encoder_global_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class SquadHeadOutput:
+    """XLM's SQuAD head (HF's ``XLMForQuestionAnsweringOutput``): the loss when start and end positions are given,
+    else the beam outputs (``*_log_probs`` hold probabilities, as HF's)."""
+
+    loss: Array | None = None
+    start_top_log_probs: Array | None = None  # [B, start_n_top]
+    start_top_index: Array | None = None  # [B, start_n_top]
+    end_top_log_probs: Array | None = None  # [B, start_n_top * end_n_top], index e * start_n_top + s
+    end_top_index: Array | None = None
+    cls_logits: Array | None = None  # [B]
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None

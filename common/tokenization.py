@@ -229,6 +229,17 @@ class TokenizerBase:
         return flat.tolist()
 
 
+def pad_rows(rows, length: int, side: str, fill) -> np.ndarray:
+    """int32 [B, length, ...] from rows [len_i, ...] (lists or arrays), padded on ``side`` with ``fill`` (a
+    scalar, or one value of the rows' trailing shape, e.g. a pad box)."""
+    out = np.empty((len(rows), length) + np.shape(fill), dtype=np.int32)
+    out[:] = fill
+    for i, row in enumerate(rows):
+        cols = slice(length - len(row), length) if side == "left" else slice(0, len(row))
+        out[i, cols] = row
+    return out
+
+
 def check_padding_side(padding_side) -> str:
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side: expected 'left' or 'right', got {padding_side!r}")

@@ -136,3 +136,35 @@ ARCHITECTURES.update({
         _lilt("LiltForQuestionAnswering", "question_answering", lilt.lilt_question_answering, "lilt."),
     )
 })
+
+
+# ------------------------------------------------------------------------------------------- XLM
+from conversion import xlm as xlm_table  # noqa: E402
+from xlm_jax import inputs as xlm_inputs  # noqa: E402
+from xlm_jax import model as xlm  # noqa: E402
+from xlm_jax.config import XLMConfig  # noqa: E402
+from xlm_jax.sharding import PARTITION_RULES as XLM_RULES  # noqa: E402
+
+
+def _xlm(hf_class: str, head: str, forward, prefix: str) -> Architecture:
+    generation = dict(init_cache=xlm.init_cache, cached_step=xlm.cached_step, reorder_cache=xlm.reorder_cache) \
+        if head == "with_lm_head" else {}
+    spec = HeadSpec(hf_class, head, forward, xlm_inputs.validate_inputs, max_positions=xlm_inputs.max_positions,
+                    **generation)
+    return Architecture(spec, "xlm", XLMConfig, xlm.init_params, xlm_table.rules, xlm_table.ignored, prefix, XLM_RULES)
+
+
+ARCHITECTURES.update({
+    a.spec.hf_class: a
+    for a in (
+        _xlm("XLMModel", "model", xlm.xlm_model, ""),
+        _xlm("XLMWithLMHeadModel", "with_lm_head", xlm.xlm_with_lm_head, "transformer."),
+        _xlm("XLMForSequenceClassification", "sequence_classification", xlm.xlm_sequence_classification,
+             "transformer."),
+        _xlm("XLMForMultipleChoice", "multiple_choice", xlm.xlm_multiple_choice, "transformer."),
+        _xlm("XLMForTokenClassification", "token_classification", xlm.xlm_token_classification, "transformer."),
+        _xlm("XLMForQuestionAnsweringSimple", "question_answering_simple", xlm.xlm_question_answering_simple,
+             "transformer."),
+        _xlm("XLMForQuestionAnswering", "question_answering", xlm.xlm_question_answering, "transformer."),
+    )
+})

@@ -45,8 +45,8 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from common.roberta_tokenizer import RobertaTokenizer
-from common.tokenization import (TokenizerBase, add_tokens, check_padding_side, describe, read_added_tokens,
-                                 read_json_if_present)
+from common.tokenization import (TokenizerBase, add_tokens, check_padding_side, describe, pad_rows,
+                                 read_added_tokens, read_json_if_present)
 
 LAYOUTLMV3_CLASSES = ("LayoutLMv3Tokenizer", "LayoutLMv3TokenizerFast")
 LAYOUTXLM_CLASSES = ("LayoutXLMTokenizer", "LayoutXLMTokenizerFast")
@@ -163,13 +163,13 @@ class _DocumentMixin:
 
         rows = [self._example_layout(e, token_boxes[i], None if labels is None else labels[i], pair)
                 for i, e in enumerate(encodings)]
-        out = {"input_ids": _stack([np.asarray(e.ids) for e in encodings], length, side, self.pad_token_id),
-               "attention_mask": _stack([np.ones(len(e.ids)) for e in encodings], length, side, 0),
-               "bbox": _stack([r[0] for r in rows], length, side, self.layout.pad_token_box)}
+        out = {"input_ids": pad_rows([np.asarray(e.ids) for e in encodings], length, side, self.pad_token_id),
+               "attention_mask": pad_rows([np.ones(len(e.ids)) for e in encodings], length, side, 0),
+               "bbox": pad_rows([r[0] for r in rows], length, side, self.layout.pad_token_box)}
         if labels is not None:
-            out["labels"] = _stack([r[1] for r in rows], length, side, self.layout.pad_token_label)
+            out["labels"] = pad_rows([r[1] for r in rows], length, side, self.layout.pad_token_label)
         if return_word_ids:
-            out["word_ids"] = _stack([r[2] for r in rows], length, side, -1)
+            out["word_ids"] = pad_rows([r[2] for r in rows], length, side, -1)
         return out
 
     def _length_limit(self, padding, max_length, truncation, pair: bool, add_special_tokens) -> tuple:
@@ -480,14 +480,3 @@ def _is_int(value) -> bool:
 
 def _is_real(value) -> bool:
     return isinstance(value, (Real, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _stack(rows: list[np.ndarray], length: int, side: str, fill) -> np.ndarray:
-    """int32 [B, length, ...] from rows [len_i, ...], padded with `fill` on `side`."""
-    trailing = np.shape(fill)
-    out = np.empty((len(rows), length) + trailing, dtype=np.int32)
-    out[:] = fill
-    for i, row in enumerate(rows):
-        cols = slice(length - len(row), length) if side == "left" else slice(0, len(row))
-        out[i, cols] = row
-    return out

@@ -1,0 +1,427 @@
+"""XLM (cross-lingual language model pre-training) as pure functions: ``init_params`` and one function per HF head.
+
+A post-LN transformer encoder: word + position (+ language) embeddings, layer norm, then layers of
+``x = LN1(x + MHA(x)); x = LN2(x + FFN(x))`` with the padding rows zeroed after the embeddings and after every
+layer. The padding mask comes from ``attention_mask`` or, without one, from ``lengths`` (default: the count of
+non-pad tokens, assuming right padding, as HF). Causal configs attend to a lower triangle only, and then, as HF,
+padded keys are *not* masked.
+
+Param tree (L = n_layers, D = emb_dim, F = 4 D):
+
+    embeddings/embedding [V, D], position_embeddings/embedding [P, D], lang_embeddings/embedding [n_langs, D]
+    (only with n_langs > 1 and use_lang_emb), layer_norm_emb/{scale,bias}
+    layers/attn/{q_lin,k_lin,v_lin,out_lin}/{kernel [L, D, D], bias [L, D]}, layers/layer_norm1
+    layers/ffn/lin1 {kernel [L, D, F]}, layers/ffn/lin2 {kernel [L, F, D]}, layers/layer_norm2
+    pred_layer/bias [V] (with_lm_head; the weight is the word embedding, or pred_layer/weight [V, D] untied)
+    sequence_summary/summary {kernel [D, labels], bias} (sequence_classification, multiple_choice, if used)
+    logits_proj {kernel [labels, 1], bias} (multiple_choice)
+    classifier (token_classification), qa_outputs {kernel [D, 2]} (question_answering_simple)
+    qa_outputs/{start_logits/dense, end_logits/{dense_0, layer_norm, dense_1}, answer_class/{dense_0, dense_1}}
+        (question_answering: the SQuAD head)
+
+Every head: ``f(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+position_ids=None, lengths=None, <labels...>, *, deterministic=True, rng=None, output_hidden_states=False,
+output_attentions=False)`` with input_ids [B, T] ([B, C, T] for multiple choice).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import layers as L
+from common.attention import attention
+from common.heads import span_head
+from common.losses import cross_entropy, sequence_classification_loss
+from common.outputs import BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput, \
+    SquadHeadOutput, TokenClassifierOutput
+from common.remat import remat
+from common.sharding import BATCH, constrain
+from xlm_jax.config import XLMConfig
+
+HEADS = ("model", "with_lm_head", "sequence_classification", "multiple_choice", "token_classification",
+         "question_answering_simple", "question_answering")
+
+
+# ------------------------------------------------------------------------------------------- init
+def sinusoidal_table(n_pos: int, dim: int) -> np.ndarray:
+    """HF's create_sinusoidal_embeddings: angle p / 10000^(2 floor(j/2) / dim), sin on even and cos on odd
+    columns, computed in float64. Returns [n_pos, dim] float32."""
+    angle = np.arange(n_pos)[:, None] / np.power(10000, 2 * (np.arange(dim) // 2) / dim)[None, :]
+    table = np.where(np.arange(dim) % 2 == 0, np.sin(angle), np.cos(angle))
+    return table.astype(np.float32)
+
+
+def init_params(config: XLMConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
+    """Random params with HF's init: embeddings normal(0, embed_init_std) (the pad row zero; sinusoidal
+    positions when configured), linears normal(0, init_std), norms at 1, biases at 0."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+    c, d = config, config.emb_dim
+    k_emb, k_pos, k_lang, k_layers, k_head = jax.random.split(key, 5)
+    dense = functools.partial(L.init_dense, std=c.init_std, dtype=dtype)
+    embed = functools.partial(L.init_embedding, std=c.embed_init_std, dtype=dtype)
+    words = embed(k_emb, c.vocab_size, d)
+    words["embedding"] = words["embedding"].at[c.pad_token_id].set(0)
+    positions = ({"embedding": jnp.asarray(sinusoidal_table(c.max_position_embeddings, d), dtype)}
+                 if c.sinusoidal_embeddings else embed(k_pos, c.max_position_embeddings, d))
+    params = {"embeddings": words, "position_embeddings": positions, "layer_norm_emb": L.init_layer_norm(d, dtype)}
+    if c.has_lang_embeddings:
+        params["lang_embeddings"] = embed(k_lang, c.n_langs, d)
+
+    def one_layer(k):
+        ks = jax.random.split(k, 6)
+        return {"attn": {n: dense(ks[j], d, d, bias=True) for j, n in enumerate(("q_lin", "k_lin", "v_lin", "out_lin"))},
+                "layer_norm1": L.init_layer_norm(d, dtype),
+                "ffn": {"lin1": dense(ks[4], d, c.ffn_dim, bias=True), "lin2": dense(ks[5], c.ffn_dim, d, bias=True)},
+                "layer_norm2": L.init_layer_norm(d, dtype)}
+
+    params["layers"] = jax.vmap(one_layer)(jax.random.split(k_layers, c.n_layers))
+    kh = jax.random.split(k_head, 5)
+    if head == "with_lm_head":
+        check_no_asm(c)
+        params["pred_layer"] = {"bias": jnp.zeros((c.vocab_size,), dtype)}
+        if not c.tie_word_embeddings:
+            params["pred_layer"]["weight"] = L.normal_init(kh[1], (c.vocab_size, d), c.init_std, dtype)
+    elif head in ("sequence_classification", "multiple_choice"):
+        if c.summary_use_proj:
+            params["sequence_summary"] = {"summary": dense(kh[0], d, c.summary_dim, bias=True)}
+        if head == "multiple_choice":
+            params["logits_proj"] = dense(kh[1], c.num_labels, 1, bias=True)
+    elif head == "token_classification":
+        params["classifier"] = dense(kh[0], d, c.num_labels, bias=True)
+    elif head == "question_answering_simple":
+        params["qa_outputs"] = dense(kh[0], d, c.num_labels, bias=True)
+    elif head == "question_answering":
+        params["qa_outputs"] = {
+            "start_logits": {"dense": dense(kh[0], d, 1, bias=True)},
+            "end_logits": {"dense_0": dense(kh[1], 2 * d, d, bias=True), "layer_norm": L.init_layer_norm(d, dtype),
+                           "dense_1": dense(kh[2], d, 1, bias=True)},
+            "answer_class": {"dense_0": dense(kh[3], 2 * d, d, bias=True), "dense_1": dense(kh[4], d, 1, bias=False)},
+        }
+    return params
+
+
+# ---------------------------------------------------------------------------------------- blocks
+def compute_dtype(params, config: XLMConfig):
+    return jnp.dtype(config.compute_dtype) if config.compute_dtype else params["embeddings"]["embedding"].dtype
+
+
+def padding_mask(config: XLMConfig, input_ids, attention_mask=None, lengths=None):
+    """[B, T] bool: attention_mask when given, else ``t < lengths`` (lengths default: the non-pad count)."""
+    if attention_mask is not None:
+        return jnp.asarray(attention_mask).astype(bool)
+    if lengths is None:
+        lengths = jnp.sum(input_ids != config.pad_token_id, axis=1)
+    return jnp.arange(input_ids.shape[1])[None, :] < jnp.asarray(lengths)[:, None]
+
+
+def attention_allowed(config: XLMConfig, mask):
+    """[B, T, T] bool: which keys each query reads. Causal: the lower triangle only (HF does not mask padded keys
+    then); otherwise the padding mask's keys."""
+    b, t = mask.shape
+    if config.causal:
+        return jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool)), (b, t, t))
+    return jnp.broadcast_to(mask[:, None, :], (b, t, t))
+
+
+def embed_tokens(params, config: XLMConfig, input_ids, langs, token_type_ids, position_ids, dtype):
+    """E[ids] + P[positions] (+ lang table [langs] when the model has one) (+ E[token_type_ids]: XLM looks token
+    types up in the word table). [B, T] -> [B, T, D], before the embedding layer norm."""
+    x = L.embed(params["embeddings"], input_ids, dtype, config.pad_token_id)
+    x = x + L.embed(params["position_embeddings"], position_ids, dtype)
+    if langs is not None and config.has_lang_embeddings:
+        x = x + L.embed(params["lang_embeddings"], langs, dtype)
+    if token_type_ids is not None:
+        x = x + L.embed(params["embeddings"], token_type_ids, dtype, config.pad_token_id)
+    return x
+
+
+def _layer(p, config: XLMConfig, x, mask, allowed, *, deterministic, rng, output_attentions):
+    """One transformer layer (post-LN). x: [B, T, D]; mask: [B, T] bool; allowed: [B, T, T] bool."""
+    b, t, d = x.shape
+    n, hd = config.n_heads, config.head_dim
+    drop = functools.partial(L.dropout, rate=config.dropout, deterministic=deterministic)
+    a = p["attn"]
+    # HF divides q by sqrt(head_dim) before the product (not the scores after it).
+    q = (L.dense(a["q_lin"], x) / math.sqrt(hd)).reshape(b, t, n, hd)
+    k, v = (L.dense(a[name], x).reshape(b, t, n, hd) for name in ("k_lin", "v_lin"))
+    ctx, probs = attention(q, k, v, allowed, scale=1.0, impl="reference", dropout_rate=config.attention_dropout,
+                           deterministic=deterministic, rng=L.fold_rng(rng, 0), return_probs=output_attentions)
+    attn_out = drop(L.dense(a["out_lin"], ctx.reshape(b, t, d)), rng=L.fold_rng(rng, 1))
+    x = L.layer_norm(p["layer_norm1"], x + attn_out, config.layer_norm_eps)
+    act = L.gelu_exact if config.gelu_activation else jax.nn.relu
+    ffn = drop(L.dense(p["ffn"]["lin2"], act(L.dense(p["ffn"]["lin1"], x))), rng=L.fold_rng(rng, 2))
+    x = L.layer_norm(p["layer_norm2"], x + ffn, config.layer_norm_eps)
+    x = x * mask[..., None].astype(x.dtype)
+    return constrain(x, BATCH, None, None), probs
+
+
+def encoder(params, config: XLMConfig, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+            position_ids=None, lengths=None, *, deterministic=True, rng=None, output_hidden_states=False,
+            output_attentions=False, allowed=None) -> BaseModelOutput:
+    """XLMModel. input_ids: [B, T] -> last_hidden_state [B, T, D] (padding rows exactly zero).
+    allowed: [B, T, T] bool, which keys each query reads (default: HF's, :func:`attention_allowed`)."""
+    b, t = input_ids.shape
+    dtype = compute_dtype(params, config)
+    mask = padding_mask(config, input_ids, attention_mask, lengths)
+    allowed = attention_allowed(config, mask) if allowed is None else allowed
+    if position_ids is None:
+        position_ids = jnp.broadcast_to(jnp.arange(t), (b, t))
+    x = embed_tokens(params, config, input_ids, langs, token_type_ids, position_ids, dtype)
+    x = L.layer_norm(params["layer_norm_emb"], x, config.layer_norm_eps)
+    x = L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    x = x * mask[..., None].astype(x.dtype)
+    layer_rng = L.fold_rng(rng, 1)
+
+    def body(h, xs):
+        p, i = xs
+        r = None if layer_rng is None else jax.random.fold_in(layer_rng, i)
+        h, probs = _layer(p, config, h, mask, allowed, deterministic=deterministic, rng=r,
+                          output_attentions=output_attentions)
+        return h, (h if output_hidden_states else None, probs)
+
+    n = config.n_layers
+    last, (per_layer, probs) = jax.lax.scan(remat(body, config.remat_policy), x, (params["layers"], jnp.arange(n)),
+                                            unroll=1 if config.scan_layers else n)
+    hidden_states = (x,) + tuple(per_layer[j] for j in range(n)) if output_hidden_states else None
+    attentions = tuple(probs[j] for j in range(n)) if output_attentions else None
+    return BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions)
+
+
+def sequence_summary(p, config: XLMConfig, hidden, *, deterministic, rng):
+    """HF's SequenceSummary: hidden [B, T, D] -> [B, summary_dim]: the first / last / mean state (cls_index:
+    the last), first dropout, projection, activation, last dropout."""
+    kind = config.summary_type
+    x = hidden[:, 0] if kind == "first" else jnp.mean(hidden, axis=1) if kind == "mean" else hidden[:, -1]
+    x = L.dropout(x, config.summary_first_dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0))
+    if p is not None:
+        x = L.dense(p["summary"], x)
+    if config.summary_activation:
+        x = L.activation(config.summary_activation)(x)
+    return L.dropout(x, config.summary_last_dropout, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+
+
+def _select(h, index):
+    """h: [B, T, D], index: [B, K] -> [B, K, D]."""
+    return jnp.take_along_axis(h, index[..., None], axis=1)
+
+
+def squad_head(p, config: XLMConfig, hidden, start_positions=None, end_positions=None, cls_index=None,
+               is_impossible=None, p_mask=None) -> SquadHeadOutput:
+    """HF's XLMSQuADHead. hidden: [B, T, D]; p_mask: [B, T] float, 1 = not an answer token.
+
+    With start and end positions: only the loss (CE of start and of end, the end logits conditioned on the gold
+    start; + 0.5 BCE of the answer class when cls_index and is_impossible are given). Otherwise the top
+    start_n_top starts and, for each, the top end_n_top ends (beam outputs, flat index e * start_n_top + s)
+    and the answer-class logit from the start-probability-weighted state and the cls state (default: last).
+    The "*_log_probs" outputs are probabilities, as HF's.
+    """
+    eps = config.layer_norm_eps
+
+    def masked(x, pm):
+        return x if pm is None else x * (1 - pm) - 1e30 * pm
+
+    def end_logits(h, start_states, pm):
+        x = L.dense(p["end_logits"]["dense_0"], jnp.concatenate([h, start_states], axis=-1))
+        x = L.layer_norm(p["end_logits"]["layer_norm"], jnp.tanh(x), eps)
+        return masked(L.dense(p["end_logits"]["dense_1"], x)[..., 0], pm)
+
+    def answer_class(start_states, cls_states):
+        x = jnp.tanh(L.dense(p["answer_class"]["dense_0"], jnp.concatenate([start_states, cls_states], axis=-1)))
+        return L.dense(p["answer_class"]["dense_1"], x)[..., 0]
+
+    b, t, d = hidden.shape
+    pm = None if p_mask is None else jnp.asarray(p_mask, hidden.dtype)
+    start_logits = masked(L.dense(p["start_logits"]["dense"], hidden)[..., 0], pm)
+    cls_states = hidden[:, -1] if cls_index is None else _select(hidden, jnp.asarray(cls_index)[:, None])[:, 0]
+    if start_positions is not None and end_positions is not None:
+        start_positions, end_positions = jnp.asarray(start_positions), jnp.asarray(end_positions)
+        gold = _select(hidden, start_positions[:, None])  # [B, 1, D]
+        ends = end_logits(hidden, jnp.broadcast_to(gold, hidden.shape), pm)
+        loss = (cross_entropy(start_logits, start_positions) + cross_entropy(ends, end_positions)) / 2
+        if cls_index is not None and is_impossible is not None:
+            logits = answer_class(gold[:, 0], cls_states).astype(jnp.float32)
+            target = jnp.asarray(is_impossible, jnp.float32)
+            bce = jnp.mean(jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+            loss = loss + 0.5 * bce
+        return SquadHeadOutput(loss=loss)
+
+    ks, ke = config.start_n_top, config.end_n_top
+    start_probs = jax.nn.softmax(start_logits.astype(jnp.float32), axis=-1).astype(hidden.dtype)
+    start_top, start_index = jax.lax.top_k(start_probs, ks)  # [B, ks]
+    start_states = jnp.broadcast_to(_select(hidden, start_index)[:, None], (b, t, ks, d))
+    h = jnp.broadcast_to(hidden[:, :, None], (b, t, ks, d))
+    ends = end_logits(h, start_states, None if pm is None else pm[:, :, None])  # [B, T, ks]
+    end_probs = jax.nn.softmax(ends.astype(jnp.float32), axis=1).astype(hidden.dtype)
+    end_top, end_index = jax.lax.top_k(end_probs.transpose(0, 2, 1), ke)  # [B, ks, ke]: top ends per start
+    expected_start = jnp.einsum("btd,bt->bd", hidden, start_probs)
+    return SquadHeadOutput(start_top_log_probs=start_top, start_top_index=start_index,
+                           end_top_log_probs=end_top.transpose(0, 2, 1).reshape(b, ke * ks),
+                           end_top_index=end_index.transpose(0, 2, 1).reshape(b, ke * ks),
+                           cls_logits=answer_class(expected_start, cls_states))
+
+
+# ----------------------------------------------------------------------------------------- heads
+def xlm_model(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
+              lengths=None, *, deterministic=True, rng=None, output_hidden_states=False,
+              output_attentions=False) -> BaseModelOutput:
+    """XLMModel. last_hidden_state: [B, T, D]."""
+    return encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                   deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
+                   output_attentions=output_attentions)
+
+
+def check_no_asm(config: XLMConfig) -> None:
+    if config.asm:
+        raise ValueError("config field 'asm' = True (adaptive softmax output layer) is not supported: transformers' "
+                         "own XLMWithLMHeadModel fails on [batch, seq] inputs with it, and no released XLM "
+                         "checkpoint uses it; set asm to false (a plain softmax over vocab_size)")
+
+
+def lm_logits(params, config: XLMConfig, hidden):
+    """The prediction layer on hidden [..., D]: logits x E^T + b [..., V] (the weight tied to the embeddings)."""
+    check_no_asm(config)
+    weight = params["embeddings"]["embedding"] if config.tie_word_embeddings else params["pred_layer"]["weight"]
+    logits = L.matmul(hidden, weight.astype(hidden.dtype), transposed=True)
+    return logits + params["pred_layer"]["bias"].astype(hidden.dtype)
+
+
+def xlm_with_lm_head(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                     position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
+                     output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+    """XLMWithLMHeadModel. logits: [B, T, V]; loss: CE against labels at the same positions (not shifted, as HF;
+    -100 ignored). The adaptive-softmax option (asm) is refused with an error that names it."""
+    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
+                  output_attentions=output_attentions)
+    logits = lm_logits(params, config, out.last_hidden_state)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return MaskedLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def xlm_sequence_classification(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                                position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
+                                output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
+    """XLMForSequenceClassification. logits: [B, summary_dim] (num_labels with the default projection)."""
+    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
+                  output_attentions=output_attentions)
+    logits = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,
+                              deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    loss = None
+    if labels is not None:
+        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
+                                    attentions=out.attentions)
+
+
+def xlm_multiple_choice(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                        position_ids=None, labels=None, *, deterministic=True, rng=None, output_hidden_states=False,
+                        output_attentions=False) -> SequenceClassifierOutput:
+    """XLMForMultipleChoice. input_ids etc.: [B, C, T]; logits: [B, C] (summary, then logits_proj). HF ignores
+    ``lengths`` here; so there is none. hidden_states / attentions are over the flattened [B * C, ...]."""
+    b, c, t = input_ids.shape
+    flat = lambda a: None if a is None else jnp.asarray(a).reshape(b * c, t)  # noqa: E731
+    out = encoder(params, config, flat(input_ids), flat(attention_mask), flat(langs), flat(token_type_ids),
+                  flat(position_ids), deterministic=deterministic, rng=L.fold_rng(rng, 0),
+                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    summary = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,
+                               deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    logits = L.dense(params["logits_proj"], summary).reshape(b, c)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
+                                    attentions=out.attentions)
+
+
+def xlm_token_classification(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                             position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
+                             output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+    """XLMForTokenClassification. logits: [B, T, num_labels]; loss: CE over labels != -100."""
+    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
+                  output_attentions=output_attentions)
+    hidden = L.dropout(out.last_hidden_state, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    logits = L.dense(params["classifier"], hidden)
+    loss = cross_entropy(logits, labels) if labels is not None else None
+    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def xlm_question_answering_simple(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                                  position_ids=None, lengths=None, start_positions=None, end_positions=None, *,
+                                  deterministic=True, rng=None, output_hidden_states=False,
+                                  output_attentions=False) -> QuestionAnsweringOutput:
+    """XLMForQuestionAnsweringSimple (what AutoModelForQuestionAnswering gives for XLM). start/end_logits: [B, T]."""
+    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
+                  output_attentions=output_attentions)
+    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
+    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
+                                   attentions=out.attentions)
+
+
+def xlm_question_answering(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
+                           position_ids=None, lengths=None, start_positions=None, end_positions=None,
+                           is_impossible=None, cls_index=None, p_mask=None, *, deterministic=True, rng=None,
+                           output_hidden_states=False, output_attentions=False) -> SquadHeadOutput:
+    """XLMForQuestionAnswering (the SQuAD head, see :func:`squad_head`)."""
+    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
+                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
+                  output_attentions=output_attentions)
+    head = squad_head(params["qa_outputs"], config, out.last_hidden_state, start_positions, end_positions,
+                      cls_index, is_impossible, p_mask)
+    return head.replace(hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+# ------------------------------------------------------------------------------------ generation
+def init_cache(config: XLMConfig, batch: int, length: int, dtype=None) -> dict:
+    """XLM generates as HF does: every step reruns the whole model over the sequence so far plus one
+    ``mask_token_id`` slot, whose prediction is the next token (bidirectional checkpoints see the whole
+    prefix, so there are no reusable keys/values). The "cache" is that token buffer: ids, validity and
+    positions [batch, length + 1] (the extra slot for the mask at the end), and the write index."""
+    del dtype
+    shape = (batch, length + 1)
+    return {"ids": jnp.full(shape, config.pad_token_id, jnp.int32), "valid": jnp.zeros(shape, bool),
+            "positions": jnp.zeros(shape, jnp.int32), "index": jnp.zeros((), jnp.int32)}
+
+
+def cached_step(params, config: XLMConfig, input_ids, attention_mask, position_ids, cache):
+    """Append input_ids [B, T] (with their mask and positions) to the buffer, put the mask token after them
+    (position: the last one + 1), run the model over the buffer and return the logits at the mask slot
+    ([B, V] float32) and the buffer. Every position takes the language ``config.lang_id`` (HF's generate).
+    Causal configs read the keys up to each query, others every written slot; padding is masked in both."""
+    t = input_ids.shape[1]
+    at = cache["index"]
+    write = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x.astype(buf.dtype), at, axis=1)  # noqa: E731
+    ids, valid = write(cache["ids"], input_ids), write(cache["valid"], attention_mask.astype(bool))
+    positions = write(cache["positions"], position_ids)
+    slot = at + t
+    tail = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x[:, None].astype(buf.dtype), slot, 1)  # noqa
+    b = ids.shape[0]
+    run_ids = tail(ids, jnp.full((b,), config.mask_token_id))
+    run_valid = tail(valid, jnp.ones((b,), bool))
+    run_positions = tail(positions, position_ids[:, -1] + 1)
+    allowed = run_valid[:, None, :]
+    if config.causal:
+        allowed = allowed & jnp.tril(jnp.ones((run_ids.shape[1],) * 2, bool))[None]
+    else:
+        allowed = jnp.broadcast_to(allowed, (b,) + (run_ids.shape[1],) * 2)
+    langs = None if config.lang_id is None else jnp.full(run_ids.shape, config.lang_id, jnp.int32)
+    hidden = encoder(params, config, run_ids, run_valid, langs, position_ids=run_positions, allowed=allowed)
+    at_mask = jax.lax.dynamic_index_in_dim(hidden.last_hidden_state, slot, axis=1, keepdims=False)
+    logits = lm_logits(params, config, at_mask).astype(jnp.float32)
+    return logits, {"ids": ids, "valid": valid, "positions": positions, "index": at + t}
+
+
+def reorder_cache(cache: dict, rows) -> dict:
+    """Rows ``rows`` [N] of the buffer (beam search); the write index is shared."""
+    return {name: x if name == "index" else jnp.take(x, rows, axis=0) for name, x in cache.items()}
+
+
+__all__ = ["HEADS", "init_params", "encoder", "xlm_model", "xlm_with_lm_head", "xlm_sequence_classification",
+           "xlm_multiple_choice", "xlm_token_classification", "xlm_question_answering_simple",
+           "xlm_question_answering", "sinusoidal_table", "init_cache", "cached_step", "reorder_cache"]
