@@ -43,9 +43,14 @@ def sequence_classification_loss(logits: jax.Array, labels: jax.Array, num_label
     if problem_type == "single_label_classification":
         return cross_entropy(logits.reshape(-1, num_labels), labels.reshape(-1))
     if problem_type == "multi_label_classification":
-        y = labels.astype(jnp.float32)
-        return jnp.mean(jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+        return binary_cross_entropy_with_logits(logits, labels)
     raise ValueError(f"problem_type {problem_type!r} is invalid: expected regression, single_label_classification or multi_label_classification")
+
+
+def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """torch's BCEWithLogitsLoss (mean), in its stable form: max(x, 0) - x y + log(1 + exp(-|x|))."""
+    x, y = logits.astype(jnp.float32), targets.astype(jnp.float32)
+    return jnp.mean(jnp.maximum(x, 0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x))))
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions) -> jax.Array:

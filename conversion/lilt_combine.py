@@ -78,15 +78,16 @@ def combine_text_and_layout(text_checkpoint: str | os.PathLike, layout_checkpoin
     arch = ARCHITECTURES["LiltModel"]
     expected = expected_tree(arch, config, jnp.float32)
     text, layout = CheckpointReader(text_dir), CheckpointReader(layout_dir)
-    sources = {"text_checkpoint": (text, _prefix(text, "roberta.")),
-               "layout_checkpoint": (layout, _prefix(layout, "lilt."))}
+    # source -> (reader, backbone prefix, {current transformers name: name in the file})
+    sources = {name: (reader, _prefix(reader, head_prefix), {modern_name(k): k for k in reader.shapes})
+               for name, reader, head_prefix in (("text_checkpoint", text, "roberta."),
+                                                 ("layout_checkpoint", layout, "lilt."))}
     tensors: dict[str, np.ndarray] = {}
     problems: list[str] = []
     no_pooler: list[str] = []
     for rule in arch.rules(config, arch.head):
         source = "layout_checkpoint" if "layout" in rule.hf else "text_checkpoint"
-        reader, prefix = sources[source]
-        by_modern = {modern_name(k): k for k in reader.shapes}
+        reader, prefix, by_modern = sources[source]
         want = rule.hf_shape(get_path(expected, rule.path).shape)
         for name in rule.hf_names("", config.num_hidden_layers):
             found = by_modern.get(prefix + name)

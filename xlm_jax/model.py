@@ -36,7 +36,7 @@ import numpy as np
 from common import layers as L
 from common.attention import attention
 from common.heads import span_head
-from common.losses import cross_entropy, sequence_classification_loss
+from common.losses import binary_cross_entropy_with_logits, cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput, \
     SquadHeadOutput, TokenClassifierOutput
 from common.remat import remat
@@ -75,7 +75,8 @@ def init_params(config: XLMConfig, key, dtype=jnp.float32, head: str = "model") 
 
     def one_layer(k):
         ks = jax.random.split(k, 6)
-        return {"attn": {n: dense(ks[j], d, d, bias=True) for j, n in enumerate(("q_lin", "k_lin", "v_lin", "out_lin"))},
+        names = ("q_lin", "k_lin", "v_lin", "out_lin")
+        return {"attn": {n: dense(ks[j], d, d, bias=True) for j, n in enumerate(names)},
                 "layer_norm1": L.init_layer_norm(d, dtype),
                 "ffn": {"lin1": dense(ks[4], d, c.ffn_dim, bias=True), "lin2": dense(ks[5], c.ffn_dim, d, bias=True)},
                 "layer_norm2": L.init_layer_norm(d, dtype)}
@@ -245,10 +246,7 @@ def squad_head(p, config: XLMConfig, hidden, start_positions=None, end_positions
         ends = end_logits(hidden, jnp.broadcast_to(gold, hidden.shape), pm)
         loss = (cross_entropy(start_logits, start_positions) + cross_entropy(ends, end_positions)) / 2
         if cls_index is not None and is_impossible is not None:
-            logits = answer_class(gold[:, 0], cls_states).astype(jnp.float32)
-            target = jnp.asarray(is_impossible, jnp.float32)
-            bce = jnp.mean(jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits))))
-            loss = loss + 0.5 * bce
+            loss = loss + 0.5 * binary_cross_entropy_with_logits(answer_class(gold[:, 0], cls_states), is_impossible)
         return SquadHeadOutput(loss=loss)
 
     ks, ke = config.start_n_top, config.end_n_top
