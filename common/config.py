@@ -68,10 +68,12 @@ class ZooConfig:
     """Base of every family config. Subclasses set ``model_type`` and add their own fields."""
 
     model_type: ClassVar[str] = ""
+    # The attention implementations this family's layers run (``attention_impl`` must be one of them).
+    attention_impls: ClassVar[tuple[str, ...]] = ATTENTION_IMPLS
     # HF key -> our field name, for HF's attribute aliases (e.g. XLM's ``n_words`` -> ``vocab_size``).
     hf_aliases: ClassVar[Mapping[str, str]] = {}
 
-    attention_impl: str = "auto"  # each attention module resolves it (dense causal for Llama, blocked for Longformer)
+    attention_impl: str = "auto"  # each attention module resolves it for the platform (common.attention)
     remat_policy: str = "none"
     compute_dtype: str | None = None
     scan_layers: bool = True
@@ -79,8 +81,9 @@ class ZooConfig:
     hf_extra: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
-        if self.attention_impl not in ATTENTION_IMPLS:
-            raise config_error("attention_impl", self.attention_impl, f"one of {ATTENTION_IMPLS}")
+        if self.attention_impl not in self.attention_impls:
+            raise config_error("attention_impl", self.attention_impl,
+                               f"one of {self.attention_impls} for {type(self).__name__}")
         if self.remat_policy not in REMAT_POLICIES:
             raise config_error("remat_policy", self.remat_policy, f"one of {REMAT_POLICIES}")
         if self.compute_dtype not in COMPUTE_DTYPES:

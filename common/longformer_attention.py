@@ -50,10 +50,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.kernels.ops import on_accelerator, pallas_attention
 from common.layers import dense, dropout, fold_rng
 from common.sharding import BATCH, constrain
 
-IMPLEMENTATIONS = ("reference", "blocked")
+IMPLEMENTATIONS = ("reference", "blocked", "pallas")
 PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
 
 _F32_MIN = float(jnp.finfo(jnp.float32).min)
@@ -76,8 +77,9 @@ def query_block(w: int, limit: int | None = None) -> int:
 
 
 def resolve_impl(impl: str) -> str:
+    """``auto``: the Pallas kernels on GPU and TPU, the blocked XLA implementation elsewhere."""
     if impl == "auto":
-        return "blocked"
+        return "pallas" if on_accelerator() else "blocked"
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"longformer attention implementation {impl!r} is unknown; "
                          f"expected one of {IMPLEMENTATIONS + ('auto',)}")
@@ -204,7 +206,7 @@ def longformer_self_attention(p, hidden, *, num_heads: int, one_sided_window: in
     x = int(max_num_global)
     if not deterministic and dropout_rate > 0.0 and rng is None:
         raise ValueError("dropout with deterministic=False needs an `rng` key")
-    fn = _blocked if impl == "blocked" else _reference
+    fn = {"blocked": _blocked, "reference": _reference, "pallas": _pallas}[impl]
     return fn(p, hidden, num_heads=num_heads, w=w, x=x, attention_mask=attention_mask, global_mask=global_mask,
               rate=dropout_rate, deterministic=deterministic, rng=rng, output_attentions=output_attentions)
 
@@ -294,6 +296,44 @@ def _blocked(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, d
     local = jnp.where(eff_g[:, None, :, None], 0.0, local).astype(hidden.dtype)  # HF zeroes global rows
     gp = None if gprobs is None else gprobs.transpose(0, 1, 3, 2)  # [B, heads, T, X]
     return out, local, gp
+
+
+# ------------------------------------------------------------------------------------------ pallas
+def _pallas(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, deterministic, rng,
+            output_attentions):
+    """The block-sparse kernels (:mod:`common.kernels`): local rows over their band + the gathered global keys,
+    global rows over all keys with the *_global projections. Memory O(T·d): no score matrix is stored.
+
+    The kernels neither return probabilities nor apply dropout, so a call that asks for attentions, or trains
+    with attention dropout, runs the blocked implementation instead (same results, same dropout stream).
+    """
+    if output_attentions or (rate > 0.0 and not deterministic):
+        return _blocked(p, hidden, num_heads=num_heads, w=w, x=x, attention_mask=attention_mask,
+                        global_mask=global_mask, rate=rate, deterministic=deterministic, rng=rng,
+                        output_attentions=output_attentions)
+    b, t, h = hidden.shape
+    d = h // num_heads
+    eff_g, idx, slot_valid, slot_of_pos = _global_slots(attention_mask, global_mask, x)
+    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)  # HF scales q before the product
+    k = _heads(dense(p["key"], hidden), num_heads)
+    v = _heads(dense(p["value"], hidden), num_heads)
+    # A global key is seen once, through the global segment: its band copy is invalid (HF's finfo.min).
+    band_ok = attention_mask & ~eff_g
+    glob = {}
+    if x:
+        glob = dict(global_k=_gather_rows(k, idx), global_v=_gather_rows(v, idx), global_ok=slot_valid)
+    out = pallas_attention(q, k, v, band_ok, scale=1.0, left=w, right=w, **glob)
+    out = jnp.where(attention_mask[:, None, :, None], out, jnp.zeros_like(out))  # padding queries output 0
+    if x:
+        hg = jnp.take_along_axis(hidden, idx[:, :, None], axis=1)
+        hg = jnp.where(slot_valid[:, :, None], hg, jnp.zeros_like(hg))
+        qg = _heads(dense(p["query_global"], hg) / math.sqrt(d), num_heads)  # [B, heads, X, d]
+        kg = _heads(dense(p["key_global"], hidden), num_heads)
+        vg = _heads(dense(p["value_global"], hidden), num_heads)
+        gout = pallas_attention(qg, kg, vg, attention_mask, scale=1.0)  # every key: no window
+        out = jnp.where(eff_g[:, None, :, None], _gather_rows(gout, slot_of_pos), out)
+    out = out.transpose(0, 2, 1, 3).reshape(b, t, h)
+    return constrain(out, BATCH, None, None), None, None
 
 
 # --------------------------------------------------------------------------------------- reference

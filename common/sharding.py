@@ -117,10 +117,16 @@ def constrain(x: jax.Array, *spec) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
+    return jax.lax.with_sharding_constraint(x, fitted_spec(mesh, x.shape, *spec))
+
+
+def fitted_spec(mesh, shape: Sequence[int], *spec) -> P:
+    """``P(*spec)`` for an array of ``shape`` with the axes ``mesh`` lacks, or that do not divide their
+    dimension, dropped."""
     fitted = []
-    for dim, entry in zip(x.shape, spec):
+    for dim, entry in zip(shape, spec):
         names = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
         names = tuple(n for n in names if n in mesh.axis_names)
         size = int(np.prod([mesh.shape[n] for n in names])) if names else 1
         fitted.append(names if names and dim % size == 0 else None)
-    return jax.lax.with_sharding_constraint(x, P(*fitted))
+    return P(*fitted)

@@ -12,6 +12,7 @@ from common.layers import ACTIVATIONS
 @dataclasses.dataclass(frozen=True)
 class LiltConfig(ZooConfig):
     model_type: ClassVar[str] = "lilt"
+    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "auto")  # dense attention only (512-token inputs)
 
     vocab_size: int = 30522
     hidden_size: int = 768

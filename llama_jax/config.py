@@ -13,6 +13,7 @@ from common.rope import RopeConfig
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig(ZooConfig):
     model_type: ClassVar[str] = "llama"
+    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "pallas", "auto")  # dense or the causal kernels
 
     vocab_size: int = 32000
     hidden_size: int = 4096

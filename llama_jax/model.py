@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from common import layers as L
-from common.attention import attention, causal_mask
+from common.attention import attention, causal_attention, causal_mask
 from common.heads import span_head
 from common.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
@@ -88,20 +88,21 @@ def compute_dtype(params, config: LlamaConfig):
 
 
 def _attention_block(p, config: LlamaConfig, x, cos, sin, kv, mask, *, deterministic, rng, output_attentions):
-    """x: [B, T, H]. kv: None (attend to this call's tokens) or (write, read): write(k, v) stores the new
-    keys/values in the cache and read() returns the full key/value buffers to attend over."""
+    """x: [B, T, H]. kv: None (attend to this call's tokens, causally; mask: the keys' validity [B, T]) or a
+    function that stores the new keys/values in the cache and returns the full buffers to attend over (mask:
+    [B, T, cache length])."""
     b, t, _ = x.shape
     d = config.dim_per_head
     q = L.dense(p["q_proj"], x).reshape(b, t, config.num_attention_heads, d)
     k = L.dense(p["k_proj"], x).reshape(b, t, config.kv_heads, d)
     v = L.dense(p["v_proj"], x).reshape(b, t, config.kv_heads, d)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    if kv is not None:
-        k, v = kv(k, v)
-    out, probs = attention(
-        q, k, v, mask, scale=d ** -0.5, impl=config.attention_impl, dropout_rate=config.attention_dropout,
-        deterministic=deterministic, rng=rng, return_probs=output_attentions,
-    )
+    common = dict(scale=d ** -0.5, impl=config.attention_impl, dropout_rate=config.attention_dropout,
+                  deterministic=deterministic, rng=rng, return_probs=output_attentions)
+    if kv is None:
+        out, probs = causal_attention(q, k, v, mask, **common)
+    else:
+        out, probs = attention(q, *kv(k, v), mask, **common)
     return L.dense(p["o_proj"], out.reshape(b, t, -1)), probs
 
 
@@ -126,7 +127,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
 
     if cache is None:
         query_slots = jnp.arange(t)
-        mask = causal_mask(new_mask, query_slots)
+        mask = new_mask  # causal_attention builds the causal part
         if position_ids is None:
             position_ids = jnp.broadcast_to(jnp.arange(t), (b, t))
     else:

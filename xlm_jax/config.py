@@ -14,6 +14,7 @@ SUMMARY_TYPES = ("first", "last", "mean", "cls_index")  # HF's "attn" was never 
 @dataclasses.dataclass(frozen=True)
 class XLMConfig(ZooConfig):
     model_type: ClassVar[str] = "xlm"
+    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "auto")  # dense attention only
     # transformers' attribute_map (and the original XLM names some checkpoints still carry).
     hf_aliases: ClassVar[Mapping[str, str]] = {
         "n_words": "vocab_size", "hidden_size": "emb_dim", "num_attention_heads": "n_heads",
