@@ -45,7 +45,7 @@ from common.longformer_attention import PROJECTIONS, longformer_self_attention  
 
 FULL = dict(lengths=(4096, 16384, 65536), windows=(256, 512), heads=12, d=64, n_global=8, dtype="bfloat16",
             matmul=8192, reps=20, budget_s=10.0, dense_limit_bytes=40 << 30, hidden=768)
-SMOKE = dict(lengths=(256,), windows=(16, 32), heads=2, d=16, n_global=3, dtype="float32", matmul=512, reps=2,
+SMOKE = dict(lengths=(256,), windows=(16,), heads=2, d=16, n_global=3, dtype="float32", matmul=512, reps=2,
              budget_s=2.0, dense_limit_bytes=1 << 30, hidden=32)
 
 

@@ -144,11 +144,11 @@ def _head_index(plan, heads, h):
     return {"q": h, "kv": h, "none": 0}[heads]
 
 
-def _row_spec(plan, op: _Operand, rows: int, offset: int, tpu: bool):
+def _row_spec(plan, op: _Operand, rows: int, offset: int):
     """BlockSpec of an operand blocked by the grid row (rows elements per block, first block ``offset``)."""
     d = op.array.shape[-1]
 
-    def index(b, h, r, *rest):
+    def index(b, h, r, *rest):  # rest: the TPU grid's step index and the scalar-prefetched tables
         return (b, _head_index(plan, op.heads, h), 0, r + offset) if op.lane else \
             (b, _head_index(plan, op.heads, h), r + offset, 0)
 
@@ -161,14 +161,13 @@ def _launch(plan: Plan, *, step, init, finish, row_ops, col_ops, out_dims, row_b
     """Run ``step`` over a block table: for each (batch, head, row) and each table entry j < counts[row],
     ``state = step(row_values, col_values, row, table[row, j], state)``; the outputs are ``finish(state)``,
     blocked like the rows. Returns arrays [B, heads, n_rows * row_block, out_dim] per out_dims."""
-    b, h = row_ops[0].array.shape[0], None
-    h = next(op.array.shape[1] for op in row_ops + col_ops if op.heads == "q")
+    b = row_ops[0].array.shape[0]
+    h = next(op.array.shape[1] for op in row_ops + col_ops if op.heads == "q")  # the grid runs over query heads
     n_rows, width = table.shape
     out_shape = [jax.ShapeDtypeStruct((b, h, n_rows * row_block, dim), dt) for dim, dt in zip(out_dims, dtypes)]
-    tpu = plan.launcher == "tpu"
     n_row, n_col = len(row_ops), len(col_ops)
 
-    if tpu:
+    if plan.launcher == "tpu":
         def col_spec(op):
             d = op.array.shape[-1]
             if op.lane:
@@ -204,7 +203,7 @@ def _launch(plan: Plan, *, step, init, finish, row_ops, col_ops, out_dims, row_b
 
         grid_spec = pltpu.PrefetchScalarGridSpec(
             num_scalar_prefetch=2, grid=(b, h, n_rows, width),
-            in_specs=[_row_spec(plan, op, row_block, row_offset, True) for op in row_ops]
+            in_specs=[_row_spec(plan, op, row_block, row_offset) for op in row_ops]
             + [col_spec(op) for op in col_ops],
             out_specs=[pl.BlockSpec((None, None, row_block, dim), lambda b, h, r, j, tbl, cnt: (b, h, r, 0))
                        for dim in out_dims],
@@ -240,7 +239,7 @@ def _launch(plan: Plan, *, step, init, finish, row_ops, col_ops, out_dims, row_b
     call = pl.pallas_call(
         kernel, grid=(b, h, n_rows), out_shape=out_shape, interpret=plan.interpret,
         in_specs=[pl.BlockSpec(table.shape, lambda b, h, r: (0, 0)), pl.BlockSpec(counts.shape, lambda b, h, r: (0,))]
-        + [_row_spec(plan, op, row_block, row_offset, False) for op in row_ops] + [col_spec(op) for op in col_ops],
+        + [_row_spec(plan, op, row_block, row_offset) for op in row_ops] + [col_spec(op) for op in col_ops],
         out_specs=[pl.BlockSpec((None, None, row_block, dim), lambda b, h, r: (b, h, r, 0)) for dim in out_dims],
         compiler_params=pltriton.CompilerParams(num_warps=plan.num_warps or (4 if d_max <= 64 else 8),
                                                 num_stages=plan.num_stages))
