@@ -124,6 +124,23 @@ def _global_slots(attention_mask, global_mask, x: int):
     return eff, idx.astype(jnp.int32), slot_valid, slot_of_pos
 
 
+def _local_qkv(p, hidden, num_heads):
+    """The local projections, heads-major [B, heads, T, d] each; q is scaled after the bias, before the
+    product, as HF does."""
+    d = hidden.shape[-1] // num_heads
+    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)
+    return q, _heads(dense(p["key"], hidden), num_heads), _heads(dense(p["value"], hidden), num_heads)
+
+
+def _global_queries(p, hidden, num_heads, idx, slot_valid):
+    """query_global of the gathered global tokens: [B, heads, X, d]. HF gathers the global hidden states into
+    zeroed slots, then projects them (so a padding slot's query is the bias alone)."""
+    d = hidden.shape[-1] // num_heads
+    hg = jnp.take_along_axis(hidden, idx[:, :, None], axis=1)
+    hg = jnp.where(slot_valid[:, :, None], hg, jnp.zeros_like(hg))
+    return _heads(dense(p["query_global"], hg) / math.sqrt(d), num_heads)
+
+
 def _gather_rows(x, idx):
     """x [B, heads, T, d], idx [B, X] -> [B, heads, X, d]."""
     return jnp.take_along_axis(x, idx[:, None, :, None], axis=2)
@@ -141,10 +158,7 @@ def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate,
     b, t, h = hidden.shape
     d = h // num_heads
     f32 = dict(preferred_element_type=jnp.float32)
-    # HF gathers the global hidden states into zeroed slots, then projects them.
-    hg = jnp.take_along_axis(hidden, idx[:, :, None], axis=1)
-    hg = jnp.where(slot_valid[:, :, None], hg, jnp.zeros_like(hg))
-    qg = _heads(dense(p["query_global"], hg) / math.sqrt(d), num_heads)  # [B, heads, X, d]
+    qg = _global_queries(p, hidden, num_heads, idx, slot_valid)  # [B, heads, X, d]
     folded = idx.shape[1] * num_heads < h
     if folded:
         wk = p["key_global"]["kernel"].astype(hidden.dtype).reshape(h, num_heads, d)
@@ -206,6 +220,10 @@ def longformer_self_attention(p, hidden, *, num_heads: int, one_sided_window: in
     x = int(max_num_global)
     if not deterministic and dropout_rate > 0.0 and rng is None:
         raise ValueError("dropout with deterministic=False needs an `rng` key")
+    if impl == "pallas" and (output_attentions or (dropout_rate > 0.0 and not deterministic)):
+        # The kernels neither return probabilities nor apply dropout: such calls run blocked (same results, the
+        # same dropout stream as an explicit "blocked").
+        impl = "blocked"
     fn = {"blocked": _blocked, "reference": _reference, "pallas": _pallas}[impl]
     return fn(p, hidden, num_heads=num_heads, w=w, x=x, attention_mask=attention_mask, global_mask=global_mask,
               rate=dropout_rate, deterministic=deterministic, rng=rng, output_attentions=output_attentions)
@@ -236,9 +254,7 @@ def _blocked(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, d
     qb = query_block(w) if qb is None else qb
     n = t // qb
     eff_g, idx, slot_valid, slot_of_pos = _global_slots(attention_mask, global_mask, x)
-    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)  # HF scales q before the product
-    k = _heads(dense(p["key"], hidden), num_heads)
-    v = _heads(dense(p["value"], hidden), num_heads)
+    q, k, v = _local_qkv(p, hidden, num_heads)
     pad = ((0, 0), (0, 0), (w, w), (0, 0))
     kp, vp = jnp.pad(k, pad), jnp.pad(v, pad)  # [B, heads, T + 2w, d]: block i's keys start at row i * qb
     key_bias = _key_bias(attention_mask, eff_g, w)
@@ -304,19 +320,11 @@ def _pallas(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, de
     """The block-sparse kernels (:mod:`common.kernels`): local rows over their band + the gathered global keys,
     global rows over all keys with the *_global projections. Memory O(T·d): no score matrix is stored.
 
-    The kernels neither return probabilities nor apply dropout, so a call that asks for attentions, or trains
-    with attention dropout, runs the blocked implementation instead (same results, same dropout stream).
+    No probabilities, no dropout: :func:`longformer_self_attention` sends such calls to the blocked path.
     """
-    if output_attentions or (rate > 0.0 and not deterministic):
-        return _blocked(p, hidden, num_heads=num_heads, w=w, x=x, attention_mask=attention_mask,
-                        global_mask=global_mask, rate=rate, deterministic=deterministic, rng=rng,
-                        output_attentions=output_attentions)
     b, t, h = hidden.shape
-    d = h // num_heads
     eff_g, idx, slot_valid, slot_of_pos = _global_slots(attention_mask, global_mask, x)
-    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)  # HF scales q before the product
-    k = _heads(dense(p["key"], hidden), num_heads)
-    v = _heads(dense(p["value"], hidden), num_heads)
+    q, k, v = _local_qkv(p, hidden, num_heads)
     # A global key is seen once, through the global segment: its band copy is invalid (HF's finfo.min).
     band_ok = attention_mask & ~eff_g
     glob = {}
@@ -325,9 +333,7 @@ def _pallas(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate, de
     out = pallas_attention(q, k, v, band_ok, scale=1.0, left=w, right=w, **glob)
     out = jnp.where(attention_mask[:, None, :, None], out, jnp.zeros_like(out))  # padding queries output 0
     if x:
-        hg = jnp.take_along_axis(hidden, idx[:, :, None], axis=1)
-        hg = jnp.where(slot_valid[:, :, None], hg, jnp.zeros_like(hg))
-        qg = _heads(dense(p["query_global"], hg) / math.sqrt(d), num_heads)  # [B, heads, X, d]
+        qg = _global_queries(p, hidden, num_heads, idx, slot_valid)
         kg = _heads(dense(p["key_global"], hidden), num_heads)
         vg = _heads(dense(p["value_global"], hidden), num_heads)
         gout = pallas_attention(qg, kg, vg, attention_mask, scale=1.0)  # every key: no window
@@ -343,9 +349,7 @@ def _reference(p, hidden, *, num_heads, w, x, attention_mask, global_mask, rate,
     b, t, h = hidden.shape
     d = h // num_heads
     eff_g, idx, slot_valid, _ = _global_slots(attention_mask, global_mask, x)
-    q = _heads(dense(p["query"], hidden) / math.sqrt(d), num_heads)
-    k = _heads(dense(p["key"], hidden), num_heads)
-    v = _heads(dense(p["value"], hidden), num_heads)
+    q, k, v = _local_qkv(p, hidden, num_heads)
     pos = jnp.arange(t)
     band = jnp.abs(pos[:, None] - pos[None, :]) <= w
     allowed = (band[None] | eff_g[:, None, :]) & attention_mask[:, None, :]  # [B, T(q), T(k)]

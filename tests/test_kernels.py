@@ -22,8 +22,8 @@ from jax.experimental.pallas import tpu as pltpu
 from common.kernels import Layout, Plan, block_sparse_attention, pallas_attention
 from common.kernels import ops as kernel_ops
 from common.kernels.tables import forward_table, transposed_table, visits
-from common.longformer_attention import count_max_num_global, longformer_self_attention
-from tests.test_longformer_attention import BLOCKED_CASES, _masks, _random_params
+from common.longformer_attention import longformer_self_attention
+from tests.test_longformer_attention import BLOCKED_CASES, LAYER_HEADS, layer_case
 
 
 # ------------------------------------------------------------------------------------------- oracle
@@ -155,13 +155,9 @@ def test_tpu_interpreter_checks_races_and_bounds():
 # ------------------------------------------------------------------------------------- Longformer layer
 @pytest.mark.parametrize("case", BLOCKED_CASES, ids=[f"w{c[0]}_t{c[1]}_b{c[2]}" for c in BLOCKED_CASES])
 def test_longformer_layer_through_kernels(case):
-    w, t, b, pad_lens, glob, extra = case
-    h, heads = 16, 2
-    key = jax.random.PRNGKey(w * 100 + t)
-    params = _random_params(key, h)
-    hidden = jax.random.normal(jax.random.fold_in(key, 1), (b, t, h))
-    am, gm = _masks(b, t, pad_lens, glob)
-    x = count_max_num_global(am, gm) + extra
+    w = case[0]
+    _, params, hidden, am, gm, x = layer_case(*case)
+    heads = LAYER_HEADS
 
     def loss(impl):
         def f(p, hd):

@@ -149,6 +149,19 @@ BLOCKED_CASES = [
 ]
 
 
+LAYER_HEADS = 2
+
+
+def layer_case(w, t, b, pad_lens, glob, extra, h=16):
+    """One BLOCKED_CASES row as inputs of a layer with LAYER_HEADS heads: (key, params, hidden [B, T, h],
+    attention_mask, global_mask, max_num_global)."""
+    key = jax.random.PRNGKey(w * 100 + t)
+    params = _random_params(key, h)
+    hidden = jax.random.normal(jax.random.fold_in(key, 1), (b, t, h))
+    am, gm = _masks(b, t, pad_lens, glob)
+    return key, params, hidden, am, gm, count_max_num_global(am, gm) + extra
+
+
 # Query blocks of w rows (the default at these small windows), and blocks smaller than w (MAX_QUERY_BLOCK = 2:
 # blocks of 2 rows for w = 4, of 1 row for w = 3 and 5), as the real windows (w = 256, 512) run.
 @pytest.mark.parametrize("w,t,b,pad_lens,glob,extra,max_block",
@@ -157,12 +170,8 @@ def test_blocked_matches_reference(w, t, b, pad_lens, glob, extra, max_block, mo
     if max_block is not None:
         monkeypatch.setattr(LA, "MAX_QUERY_BLOCK", max_block)
         assert LA.query_block(w) < w
-    h, heads = 16, 2
-    key = jax.random.PRNGKey(w * 100 + t)
-    params = _random_params(key, h)
-    hidden = jax.random.normal(jax.random.fold_in(key, 1), (b, t, h))
-    am, gm = _masks(b, t, pad_lens, glob)
-    x = count_max_num_global(am, gm) + extra
+    key, params, hidden, am, gm, x = layer_case(w, t, b, pad_lens, glob, extra)
+    heads = LAYER_HEADS
 
     def run(impl, params, hidden):
         return longformer_self_attention(params, hidden, num_heads=heads, one_sided_window=w, attention_mask=am,
