@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from common.files import reading
 from common.roberta_tokenizer import RobertaTokenizer
 from common.tokenization import (TokenizerBase, add_tokens, check_padding_side, describe, pad_rows,
-                                 read_added_tokens, read_json_if_present)
+                                 read_added_tokens, read_json_if_present, read_tokenizer_json)
 
 LAYOUTLMV3_CLASSES = ("LayoutLMv3Tokenizer", "LayoutLMv3TokenizerFast")
 LAYOUTXLM_CLASSES = ("LayoutXLMTokenizer", "LayoutXLMTokenizerFast")
@@ -112,6 +113,13 @@ class _DocumentMixin:
     """
 
     layout: LayoutSettings
+
+    def _first_subwords(self, enc, word: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """[T] bool: the token starts a word (its word or sequence differs from the previous token's), as
+        transformers' layout tokenizers track the previous word id."""
+        prev_word = np.concatenate([[-1], word[:-1]])
+        prev_seq = np.concatenate([[-1], seq[:-1]])
+        return (word != prev_word) | (seq != prev_seq)
 
     def __call__(self, text, text_pair=None, boxes=None, word_labels=None, add_special_tokens: bool = True,
                  padding: str = "longest", padding_side: str | None = None, max_length: int | None = None,
@@ -275,12 +283,6 @@ class LiltTokenizer(_DocumentMixin, RobertaTokenizer):
         tok.layout = LayoutSettings.from_config(read_json_if_present(Path(directory) / "tokenizer_config.json"))
         return tok
 
-    def _first_subwords(self, enc, word: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        """[T] bool: the token starts a word (its word or sequence differs from the previous token's), as
-        transformers' LayoutLMv3Tokenizer tracks the previous word id."""
-        prev_word = np.concatenate([[-1], word[:-1]])
-        prev_seq = np.concatenate([[-1], seq[:-1]])
-        return (word != prev_word) | (seq != prev_seq)
 
 
 class LayoutXLMTokenizer(_DocumentMixin, TokenizerBase):
@@ -322,7 +324,7 @@ class LayoutXLMTokenizer(_DocumentMixin, TokenizerBase):
         if declared is not None and declared not in LAYOUTXLM_CLASSES:
             raise ValueError(f"directory: tokenizer_config.json declares {declared!r}, expected one of "
                              f"{LAYOUTXLM_CLASSES}")
-        spec = read_json_if_present(directory / "tokenizer.json")
+        spec = read_tokenizer_json(directory / "tokenizer.json")
         vocab = spec.get("model", {}).get("vocab")
         if spec.get("model", {}).get("type") != "Unigram" or not isinstance(vocab, list) or len(vocab) < 4:
             raise ValueError(f"directory: tokenizer.json holds a {spec.get('model', {}).get('type')!r} model, "
@@ -333,7 +335,8 @@ class LayoutXLMTokenizer(_DocumentMixin, TokenizerBase):
 
         add_prefix_space = bool(config.get("add_prefix_space", True))
         # transformers hard-codes unk id 3 (<unk> of the fairseq order <s> <pad> </s> <unk>), whatever the file says.
-        tok = Tokenizer(models.Unigram([(str(p), float(s)) for p, s in vocab], unk_id=3, byte_fallback=False))
+        with reading(directory / "tokenizer.json", "tokenizer"):  # vocab entries that are not [piece, score]
+            tok = Tokenizer(models.Unigram([(str(p), float(s)) for p, s in vocab], unk_id=3, byte_fallback=False))
         tok.normalizer = normalizers.Sequence([normalizers.Strip(left=False, right=True),
                                                normalizers.Replace(Regex(" {2,}"), "▁")])
         scheme = "always" if add_prefix_space else "never"
@@ -355,9 +358,10 @@ class LayoutXLMTokenizer(_DocumentMixin, TokenizerBase):
         return cls(tok, special_tokens, padding_side, add_prefix_space, max_len, layout)
 
     def _first_subwords(self, enc, word: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        """[T] bool: the token's offset in its word starts at 0 (transformers' LayoutXLM rule, which also marks
-        a lone "▁" and the piece after it)."""
-        return np.array([start == 0 for start, _ in enc.offsets], dtype=bool)
+        """[T] bool: the token starts a word and its offset in the word is 0 (transformers >= 5.24's LayoutXLM
+        rule: a lone "▁" piece starts the word, so the piece after it, also at offset 0, is not labelled)."""
+        at_word_start = np.array([start == 0 for start, _ in enc.offsets], dtype=bool)
+        return super()._first_subwords(enc, word, seq) & at_word_start
 
 
 def load_tokenizer(directory: str | os.PathLike) -> LiltTokenizer | LayoutXLMTokenizer:
@@ -367,7 +371,7 @@ def load_tokenizer(directory: str | os.PathLike) -> LiltTokenizer | LayoutXLMTok
     declared = read_json_if_present(directory / "tokenizer_config.json").get("tokenizer_class") \
         if directory.is_dir() else None
     if declared is None and (directory / "tokenizer.json").is_file():
-        model = read_json_if_present(directory / "tokenizer.json").get("model", {})
+        model = read_tokenizer_json(directory / "tokenizer.json").get("model", {})
         declared = LAYOUTXLM_CLASSES[0] if model.get("type") == "Unigram" else None
     return (LayoutXLMTokenizer if declared in LAYOUTXLM_CLASSES else LiltTokenizer).from_pretrained(directory)
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import json
 import os
 import re
@@ -52,6 +51,8 @@ from typing import Iterable
 import numpy as np
 from tokenizers import AddedToken
 
+from common.extras import require
+from common.files import read_json, read_text
 from common.tokenization import (TokenizerBase, as_added_token, check_padding_side, describe, pad_rows,
                                  read_added_tokens, read_json_if_present)
 
@@ -101,8 +102,7 @@ class MosesPreTokenizer:
     cached per language."""
 
     def __init__(self, do_lowercase_and_remove_accent: bool = True):
-        if importlib.util.find_spec("sacremoses") is None:
-            raise ImportError("XLM's tokenizer needs sacremoses (a dependency of the zoo): pip install sacremoses")
+        require("sacremoses", "xlm", "XLMTokenizer")  # fail at construction, not at the first text
         self.do_lowercase_and_remove_accent = bool(do_lowercase_and_remove_accent)
         self._normalizers: dict[str, object] = {}
         self._tokenizers: dict[str, object] = {}
@@ -144,9 +144,7 @@ class MosesPreTokenizer:
 def _moses(cache: dict, name: str, lang: str):
     """sacremoses' `name` class for `lang`, made once per language and kept in `cache`."""
     if lang not in cache:
-        import sacremoses
-
-        cache[lang] = getattr(sacremoses, name)(lang=lang)
+        cache[lang] = getattr(require("sacremoses", "xlm", "XLMTokenizer"), name)(lang=lang)
     return cache[lang]
 
 
@@ -284,12 +282,12 @@ class XLMTokenizer(TokenizerBase):
         declared = config.pop("tokenizer_class", None)
         if declared is not None and declared not in XLM_CLASSES:
             raise ValueError(f"directory: tokenizer_config.json declares {declared!r}, expected one of {XLM_CLASSES}")
-        vocab = read_json_if_present(directory / "vocab.json")
+        vocab = read_json(directory / "vocab.json", "tokenizer vocabulary", expect=None)  # its shape checked below
         if not isinstance(vocab, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                   for v in vocab.values()):
             raise ValueError(f"directory: vocab.json in {str(directory)!r} is not a {{piece: id >= 0}} object")
-        with open(directory / "merges.txt", encoding="utf-8") as f:
-            lines = f.read().split("\n")[:-1]  # as transformers: what follows the last newline is dropped
+        # as transformers: what follows the last newline is dropped
+        lines = read_text(directory / "merges.txt", "BPE merges").split("\n")[:-1]
         merges = [tuple(line.split()[:2]) for line in lines]  # a third column (the pair count) is ignored
 
         # transformers renames additional_special_tokens before it reads special_tokens_map.json.
