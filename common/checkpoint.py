@@ -65,6 +65,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import multihost
 from orbax.checkpoint import tree as ocp_tree
 
+from common.files import read_json
+
 try:  # Orbax's own names for its on-disk markers (private module; the literals are the fallback).
     from orbax.checkpoint._src.path.atomicity_types import COMMIT_SUCCESS_FILE, TMP_DIR_SUFFIX
 except ImportError:  # pragma: no cover
@@ -85,11 +87,6 @@ _STEP_NAME = re.compile(r"0|[1-9][0-9]*")
 
 
 # ------------------------------------------------------------------------------------ directory checks
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def structural_problem(step_dir: str | os.PathLike) -> str | None:
     """Why the committed-looking directory ``step_dir`` is not a complete checkpoint, or None if it is.
 
@@ -100,7 +97,7 @@ def structural_problem(step_dir: str | os.PathLike) -> str | None:
     if not (d / COMMIT_SUCCESS_FILE).is_file():
         return f"its commit marker {COMMIT_SUCCESS_FILE} is missing (never committed, or partly deleted)"
     try:
-        step_meta = _read_json(d / STEP_METADATA_FILE)
+        step_meta = read_json(d / STEP_METADATA_FILE, expect=None)
     except FileNotFoundError:
         return f"{STEP_METADATA_FILE} is missing"
     except (OSError, ValueError) as e:
@@ -109,7 +106,7 @@ def structural_problem(step_dir: str | os.PathLike) -> str | None:
         return f"{STEP_METADATA_FILE} has no commit timestamp (the save did not finish)"
     for rel in (f"{STATE_ITEM}/_METADATA", f"{METADATA_ITEM}/{METADATA_ITEM}"):
         try:
-            _read_json(d / rel)
+            read_json(d / rel, expect=None)
         except FileNotFoundError:
             return f"{rel} is missing"
         except (OSError, ValueError) as e:

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
+from common.files import reading
 from common.tokenization import (TokenizerBase, add_tokens, check_padding_side, describe, read_added_tokens,
-                                 read_json_if_present)
+                                 read_json_if_present, read_tokenizer_json, read_vocab_json)
 
 # Every class name transformers 5.x resolves to its RobertaTokenizer (checked in tests against AutoTokenizer).
 ROBERTA_CLASSES = tuple(f"{name}Tokenizer{fast}" for name in ("Roberta", "Longformer", "Bart", "LED")
@@ -91,20 +92,25 @@ class RobertaTokenizer(TokenizerBase):
             raise ValueError(f"directory: tokenizer_config.json declares {declared!r}, "
                              f"expected one of {cls.accepted_classes}")
 
-        spec = read_json_if_present(directory / "tokenizer.json") if has_json else {}
+        spec = read_tokenizer_json(directory / "tokenizer.json") if has_json else {}
         if has_json:
             model = spec.get("model", {})
             if model.get("type", "BPE") != "BPE" or not isinstance(model.get("vocab"), dict):
                 raise ValueError(f"directory: tokenizer.json holds a {model.get('type')!r} model, RoBERTa needs 'BPE'")
             vocab = model["vocab"]
             merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+            merges_source = directory / "tokenizer.json"
         else:
-            vocab, merges = models.BPE.read_file(str(directory / "vocab.json"), str(directory / "merges.txt"))
+            vocab = read_vocab_json(directory / "vocab.json")
+            merges_source = directory / "merges.txt"
+            with reading(merges_source, "BPE merges"):  # e.g. "Merges text file invalid at line 3"
+                merges = models.BPE.read_file(str(directory / "vocab.json"), str(merges_source))[1]
 
         added, named, extra = read_added_tokens(directory, config, spec, _DEFAULT_TOKENS)
         add_prefix_space = bool(config.get("add_prefix_space", cls.default_add_prefix_space))
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
-                                   end_of_word_suffix="", fuse_unk=False))
+        with reading(merges_source, "BPE merges"):  # a merge of pieces the vocabulary lacks
+            tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
+                                       end_of_word_suffix="", fuse_unk=False))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
         tok.decoder = decoders.ByteLevel()
         add_tokens(tok, added, list(named.values()), extra)

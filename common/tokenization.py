@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from common.files import (DamagedFileError, json_type_name, read_json,
+                          read_json_if_present)  # noqa: F401 - the tokenizers import read_json_if_present from here
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -84,12 +87,33 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: str |
 ADDED_TOKEN_FIELDS = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
 
 
-def read_json_if_present(path: Path) -> dict:
-    """A tokenizer side file (tokenizer_config.json, special_tokens_map.json, ...), or {} when absent."""
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_tokenizer_json(path: Path) -> dict:
+    """tokenizer.json as a dict: a JSON object whose "model" is an object and whose "added_tokens" (when there)
+    are objects with an integer "id" and a string "content"; else DamagedFileError naming the file and field."""
+    spec = read_json(path, "tokenizer")
+    if not isinstance(spec.get("model", {}), dict):
+        raise DamagedFileError(f"{path} (tokenizer): field 'model' is {json_type_name(spec['model'])}, "
+                               "expected an object")
+    added = spec.get("added_tokens", [])
+    if not isinstance(added, list):
+        raise DamagedFileError(f"{path} (tokenizer): field 'added_tokens' is {json_type_name(added)}, "
+                               "expected an array")
+    bad = next((i for i, t in enumerate(added) if not (isinstance(t, dict) and isinstance(t.get("content"), str)
+                                                        and type(t.get("id")) is int)), None)
+    if bad is not None:
+        raise DamagedFileError(f"{path} (tokenizer): added_tokens[{bad}] is not an object with an integer "
+                               "\"id\" and a string \"content\"")
+    return spec
+
+
+def read_vocab_json(path: Path) -> dict[str, int]:
+    """vocab.json: {piece: id >= 0}; else DamagedFileError naming the file and the first bad entry."""
+    vocab = read_json(path, "tokenizer vocabulary")
+    bad = next((k for k, v in vocab.items() if type(v) is not int or v < 0), None)
+    if bad is not None:
+        raise DamagedFileError(f"{path} (tokenizer vocabulary): entry {bad!r} is {vocab[bad]!r:.40}, expected an "
+                               "id >= 0")
+    return vocab
 
 
 def as_added_token(value, special: bool | None = None):

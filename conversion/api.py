@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from common.model import Model
 from common.sharding import param_shardings, place
-from conversion.io import CheckpointReader, write_safetensors
+from conversion.io import (CheckpointReader, check_config_fields, read_generation_config, read_model_config,
+                          write_safetensors)
 from conversion.mapping import get_path, matches_any, modern_name, set_path, tree_paths
 from conversion.orbax_io import is_orbax_dir, restore_params
 from conversion.registry import ARCHITECTURES, Architecture
@@ -96,19 +97,20 @@ def match_checkpoint(arch: Architecture, config, shapes: dict[str, tuple[int, ..
     reported (a rule with only some of its layers is still an error), and tensors outside the backbone (the
     file's own head) are returned as ``dropped`` instead of reported as unexpected.
     """
-    n = config.num_hidden_layers
     by_modern = {modern_name(k): k for k in shapes}
-    rules = arch.rules(config, arch.head)
+    # Each rule with its param's shape: a stacked rule has one tensor per layer of the leaf's leading axis.
+    rules = [(rule, get_path(expected, rule.path).shape) for rule in arch.rules(config, arch.head)]
 
     def found(prefix):
-        return sum(any(c in by_modern for c in cands) for r in rules for cands in r.candidate_names(prefix, n))
+        return sum(any(c in by_modern for c in cands)
+                   for rule, shape in rules for cands in rule.candidate_names(prefix, shape))
 
     prefix = max(_family_prefixes(arch), key=found)  # ties keep the architecture's own prefix (listed first)
     sources: dict[str, str] = {}
     missing, misshaped, missing_rules = [], [], []
-    for rule in rules:
-        hf_shape = rule.hf_shape(get_path(expected, rule.path).shape)
-        per_tensor = rule.candidate_names(prefix, n)
+    for rule, param_shape in rules:
+        hf_shape = rule.hf_shape(param_shape)
+        per_tensor = rule.candidate_names(prefix, param_shape)
         hits = [next((by_modern[c] for c in cands if c in by_modern), None) for cands in per_tensor]
         if not any(hits) and (allow_missing or rule.default is not None):
             missing_rules.append(rule)
@@ -179,17 +181,10 @@ def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, 
                       stacklevel=3)
     rules = [r for r in arch.rules(config, arch.head) if r not in match.missing_rules]
     for rule in tqdm(rules, desc="loading tensors", unit="tensor", disable=not progress, leave=False):
-        names = rule.hf_names(match.prefix, config.num_hidden_layers)
+        names = rule.hf_names(match.prefix, get_path(expected, rule.path).shape)
         arrays = [reader.get(match.sources[name]) for name in names]
         put(rule.path, rule.to_param(arrays).astype(jnp.dtype(dtype)))
     return params
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: a checkpoint directory needs config.json") from None
 
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
@@ -205,8 +200,9 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     with a warning naming them. Without it, every absent tensor is an error.
     """
     directory = resolve_directory(path_or_hub_id)
-    hf_config = read_json(directory / "config.json")
+    hf_config = read_model_config(directory / "config.json")
     arch = architecture_for(hf_config, architecture)
+    check_config_fields(hf_config, arch.config_class, directory / "config.json")
     config = arch.config_class.from_hf_dict(hf_config, attention_impl=attention)
     if is_orbax_dir(directory):
         target = expected_tree(arch, config, dtype)
@@ -218,7 +214,7 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
         params = load_params(CheckpointReader(directory), arch, config, dtype, mesh=mesh, progress=progress,
                              init_missing=init_missing)
     gen_path = directory / "generation_config.json"
-    generation_config = json.loads(gen_path.read_text()) if gen_path.exists() else None
+    generation_config = read_generation_config(gen_path) if gen_path.exists() else None
     return Model(config, params, arch.spec, generation_config, mesh=mesh)
 
 
@@ -244,7 +240,7 @@ def hf_tensors(model: Model) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
     for rule in arch.rules(model.config, arch.head):
         value = np.asarray(jax.device_get(get_path(model.params, rule.path)))
-        names = rule.hf_names(arch.backbone_prefix, model.config.num_hidden_layers)
+        names = rule.hf_names(arch.backbone_prefix, value.shape)
         tensors.update({n: np.ascontiguousarray(a) for n, a in zip(names, rule.to_hf(value))})
     return tensors
 

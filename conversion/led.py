@@ -4,14 +4,16 @@ The encoder layers are Longformer's param tree under HF's LED names (``self_attn
 attention output Linear named ``self_attn.output``, ``fc1``/``fc2``). transformers saves the tied copies
 (``encoder/decoder.embed_tokens.weight``, a tied ``lm_head.weight``) away; they are dropped when a file carries
 them. ``final_logits_bias`` is a [1, V] buffer that some files lack: zeros then, as transformers does.
+The encoder's ``{i}`` runs over encoder_layers and the decoder's over decoder_layers: each stacked rule is
+numbered by its param's leading axis (conversion/mapping.py), which init_params sizes from that stack's field.
 """
 
 from __future__ import annotations
 
+from common.longformer_attention import PROJECTIONS
 from conversion.mapping import Rule, dense_rules
 from led_jax.config import LEDConfig
 from led_jax.model import ATTN_PROJ
-from longformer_jax.model import PROJECTIONS
 
 IGNORED = (r"(.*\.)?(encoder|decoder)\.embed_tokens\.weight",)
 

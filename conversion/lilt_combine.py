@@ -18,7 +18,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from conversion.api import CheckpointMismatchError, expected_tree, read_json, resolve_directory, write_checkpoint
+from common.files import read_json, read_json_if_present
+from conversion.api import CheckpointMismatchError, expected_tree, resolve_directory, write_checkpoint
 from conversion.io import CheckpointReader
 from conversion.mapping import get_path, modern_name
 from conversion.orbax_io import TOKENIZER_FILES
@@ -88,8 +89,9 @@ def combine_text_and_layout(text_checkpoint: str | os.PathLike, layout_checkpoin
     for rule in arch.rules(config, arch.head):
         source = "layout_checkpoint" if "layout" in rule.hf else "text_checkpoint"
         reader, prefix, by_modern = sources[source]
-        want = rule.hf_shape(get_path(expected, rule.path).shape)
-        for name in rule.hf_names("", config.num_hidden_layers):
+        param_shape = get_path(expected, rule.path).shape
+        want = rule.hf_shape(param_shape)
+        for name in rule.hf_names("", param_shape):
             found = by_modern.get(prefix + name)
             if found is None:
                 if name.startswith("pooler."):
@@ -120,8 +122,7 @@ def _copy_text_tokenizer(text_dir: Path, out: Path, tokenizer_class: str) -> Non
     for name in TOKENIZER_FILES + TEXT_VOCAB_FILES:
         if (text_dir / name).is_file() and name != "tokenizer_config.json":
             shutil.copy2(text_dir / name, out / name)
-    config_path = text_dir / "tokenizer_config.json"
-    tok_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    tok_config = read_json_if_present(text_dir / "tokenizer_config.json", "tokenizer config")
     if any((out / name).is_file() for name in ("tokenizer.json",) + TEXT_VOCAB_FILES):
         tok_config["tokenizer_class"] = tokenizer_class
         (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))

@@ -2,7 +2,9 @@
 
 A :class:`Rule` ties one HF tensor name (``{i}`` = layer index of a stacked layer) to one param path and
 says how the array changes on the way (``transform``). Loading runs each rule forwards; saving runs it
-backwards, so the two directions cannot drift apart.
+backwards, so the two directions cannot drift apart. A stacked rule has one HF tensor per entry of its param's
+leading axis (as init_params builds it), not per a config field: each stack is numbered by its own depth, so
+LED's encoder (encoder_layers) and decoder (decoder_layers) need nothing special in its table.
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ class Rule:
     def stacked(self) -> bool:
         return "{i}" in self.hf
 
-    def hf_names(self, prefix: str, num_layers: int, name: str | None = None) -> list[str]:
+    def hf_names(self, prefix: str, param_shape: tuple[int, ...], name: str | None = None) -> list[str]:
+        """The HF names of the param of shape ``param_shape``: one per layer when stacked, numbered by the leaf's
+        leading axis, so each stack counts its own depth (LED's encoder_layers and decoder_layers differ)."""
         name = (prefix if self.on_backbone else "") + (self.hf if name is None else name)
-        return [name.format(i=i) for i in range(num_layers)] if self.stacked else [name]
+        return [name.format(i=i) for i in range(param_shape[0])] if self.stacked else [name]
 
-    def candidate_names(self, prefix: str, num_layers: int) -> list[tuple[str, ...]]:
+    def candidate_names(self, prefix: str, param_shape: tuple[int, ...]) -> list[tuple[str, ...]]:
         """Per tensor (one per layer when stacked): the HF name, then its alternatives."""
-        per_name = [self.hf_names(prefix, num_layers, n) for n in (self.hf,) + self.alternatives]
+        per_name = [self.hf_names(prefix, param_shape, n) for n in (self.hf,) + self.alternatives]
         return list(zip(*per_name))
 
     def hf_shape(self, param_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
 
+from common.files import reading
 from common.tokenization import (TokenizerBase, add_tokens, as_added_token, check_padding_side, describe,
-                                 read_json_if_present)
+                                 read_json_if_present, read_tokenizer_json)
 
 _LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -107,7 +108,7 @@ class LlamaTokenizer(TokenizerBase):
         directory = Path(directory)
         if not (directory / "tokenizer.json").is_file():
             raise ValueError(f"directory: no tokenizer.json in {str(directory)!r}")
-        spec = read_json_if_present(directory / "tokenizer.json")
+        spec = read_tokenizer_json(directory / "tokenizer.json")
         if spec.get("model", {}).get("type", "BPE") != "BPE":
             raise ValueError(f"directory: tokenizer.json holds a {spec['model']['type']!r} model, Llama needs 'BPE'")
         config = read_json_if_present(directory / "tokenizer_config.json")
@@ -126,11 +127,13 @@ class LlamaTokenizer(TokenizerBase):
         byte_level = any(_has_byte_level(spec.get(k)) for k in ("pre_tokenizer", "decoder", "post_processor"))
         if byte_level or declared not in _LLAMA_CLASSES:
             kind = "byte_level" if byte_level else "as_is"
-            tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            with reading(directory / "tokenizer.json", "tokenizer"):  # valid JSON, but not a tokenizer
+                tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
             defaults = {}
         else:
             kind = "sentencepiece"
-            tok = _rebuild_sentencepiece(spec, config)
+            with reading(directory / "tokenizer.json", "tokenizer"):  # e.g. no vocab or merges in its model
+                tok = _rebuild_sentencepiece(spec, config)
             defaults = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
         tok.no_truncation()
         tok.no_padding()

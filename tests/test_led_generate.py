@@ -101,10 +101,11 @@ def test_forced_tokens_and_min_length_from_generation_config(setup, tmp_path):
             assert not (ref[:, 1:4] == 2).any()  # no eos before min_length
 
 
-def test_per_layer_windows_and_inferred_mask(tmp_path):
-    """A per-layer window list; without attention_mask every encoder token is attended, pads included (HF 5.x
-    infers the mask from pad tokens for decoder-only models only)."""
-    hf = hf_model("conditional_generation", seed=3, init_std=1.0, attention_window=[8, 4])
+def test_per_layer_windows_deeper_decoder_and_inferred_mask(tmp_path):
+    """A per-layer window list and a decoder deeper than the encoder (the cache and the cross keys have a layer
+    the encoder lacks); without attention_mask every encoder token is attended, pads included (HF 5.x infers the
+    mask from pad tokens for decoder-only models only)."""
+    hf = hf_model("conditional_generation", seed=3, init_std=1.0, attention_window=[8, 4], decoder_layers=3)
     ours = conversion.from_pretrained(save_hf(hf, tmp_path / "m"), progress=False)
     ids, _ = batch(lengths=(45, 6))  # past the decoder's 40 positions: only the encoder's 64 bound it
     check(ours, hf, dict(input_ids=ids), num_beams=2)

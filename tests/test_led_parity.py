@@ -1,9 +1,10 @@
 """Every LED head against transformers (eager, float32) on the same tiny checkpoint.
 
 Right padding in the encoder batch, odd lengths that need window padding, global tokens at arbitrary
-positions (a different number per row), a uniform and a per-layer window, explicit decoder inputs with
-padding, and the default decoder inputs (shift_tokens_right). Compared: the head outputs, the decoder and
-encoder hidden states and attentions on non-pad positions, cross attentions, encoder global attentions in full.
+positions (a different number per row), a uniform and a per-layer window, an encoder and a decoder of
+different depths (each way round), explicit decoder inputs with padding, and the default decoder inputs
+(shift_tokens_right). Compared: the head outputs, the decoder and encoder hidden states and attentions on
+non-pad positions, cross attentions, encoder global attentions in full.
 LEDForSequenceClassification is checked against transformers 4.x's definition (tests/hf_led.py).
 """
 
@@ -18,11 +19,15 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 import conversion
+from conversion.api import CheckpointMismatchError
 from tests import parity
 from tests.hf_led import HF_CLASSES, batch, hf_model, save_hf, torch_out
 from tests.parity import assert_close
 
-WINDOWS = {"uniform": {"attention_window": 4}, "per_layer": {"attention_window": [8, 4]}}
+# A uniform and a per-layer window, each with the two stacks at different depths (the decoder deeper, then
+# shallower): a depth read from the wrong stack breaks conversion, the forward or the outputs' layer counts.
+CONFIGS = {"uniform-enc2-dec3": dict(attention_window=4, encoder_layers=2, decoder_layers=3),
+           "per_layer-enc3-dec1": dict(attention_window=[4, 8, 4], encoder_layers=3, decoder_layers=1)}
 FIELDS = {"model": ("last_hidden_state",), "conditional_generation": ("logits",),
           "sequence_classification": ("logits",), "question_answering": ("start_logits", "end_logits")}
 
@@ -72,10 +77,10 @@ def compare(head, got, ref, enc_mask, dec_mask):
             assert_close(x, y.numpy(), None, f"encoder_global_attentions[{i}]")
 
 
-@pytest.mark.parametrize("windows", sorted(WINDOWS))
+@pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("head", sorted(HF_CLASSES))
-def test_head_parity(tmp_path, head, windows):
-    hf, ours = load_pair(tmp_path, head, **WINDOWS[windows])
+def test_head_parity(tmp_path, head, config):
+    hf, ours = load_pair(tmp_path, head, **CONFIGS[config])
     ids, mask = batch()
     kw = dict(input_ids=ids, attention_mask=mask, global_attention_mask=globals_for(mask), output_hidden_states=True,
               output_attentions=True)
@@ -116,9 +121,10 @@ def test_losses(tmp_path):
     assert abs(float(ours(input_ids=ids, attention_mask=mask, labels=np.array([0, 2, 1])).loss) - want) <= 1e-5
 
 
-@pytest.mark.parametrize("head", ["conditional_generation", "question_answering"])
-def test_save_pretrained_round_trip(tmp_path, head):
-    hf, ours = load_pair(tmp_path, head, attention_window=[8, 4])
+@pytest.mark.parametrize("head, config", [("conditional_generation", "uniform-enc2-dec3"),
+                                          ("question_answering", "per_layer-enc3-dec1")])
+def test_save_pretrained_round_trip(tmp_path, head, config):
+    hf, ours = load_pair(tmp_path, head, **CONFIGS[config])
     out_dir = conversion.save_pretrained(ours, tmp_path / "saved")
     back, info = getattr(transformers, HF_CLASSES[head]).from_pretrained(out_dir, output_loading_info=True,
                                                                          attn_implementation="eager")
@@ -129,12 +135,13 @@ def test_save_pretrained_round_trip(tmp_path, head):
     np.testing.assert_allclose(getattr(torch_out(back.eval(), input_ids=ids, attention_mask=mask), name).numpy(),
                                ref, atol=1e-6)
     reloaded = conversion.from_pretrained(out_dir, progress=False)
-    assert reloaded.config.windows == (8, 4)
+    for field in ("windows", "encoder_layers", "decoder_layers"):
+        assert getattr(reloaded.config, field) == getattr(ours.config, field), field
     assert_close(getattr(reloaded(input_ids=ids, attention_mask=mask), name), ref, mask, "reloaded")
 
 
 def test_sequence_classification_saves_4x_key_names(tmp_path):
-    hf, ours = load_pair(tmp_path, "sequence_classification")
+    hf, ours = load_pair(tmp_path, "sequence_classification", **CONFIGS["uniform-enc2-dec3"])
     out_dir = conversion.save_pretrained(ours, tmp_path / "saved")
     want = {k for k in hf.state_dict() if ".embed_tokens." not in k}
     assert set(load_file(out_dir / "model.safetensors")) == want
@@ -155,6 +162,19 @@ def test_final_logits_bias_may_be_absent(tmp_path):
     ids, mask = batch()
     assert_close(ours(input_ids=ids, attention_mask=mask).logits,
                  torch_out(hf, input_ids=ids, attention_mask=mask).logits.numpy(), mask, "logits")
+
+
+def test_each_stack_is_matched_by_its_own_depth(tmp_path):
+    """A config.json whose depth disagrees with the file names that stack's layers, and only those."""
+    d = save_hf(hf_model("model", **CONFIGS["uniform-enc2-dec3"]), tmp_path / "m")
+    saved = json.loads((d / "config.json").read_text())
+    for edit, want, other in ((dict(decoder_layers=4), r"missing \(26\): decoder\.layers\.3\.", "encoder"),
+                              (dict(encoder_layers=1, attention_window=[4]),
+                               r"unexpected \(22\): encoder\.layers\.1\.", "decoder")):
+        (d / "config.json").write_text(json.dumps(dict(saved, **edit)))
+        with pytest.raises(CheckpointMismatchError, match=want) as err:
+            conversion.from_pretrained(d, progress=False)
+        assert f"{other}.layers" not in str(err.value)
 
 
 def test_bad_inputs(tmp_path):
