@@ -4,7 +4,7 @@
     jaxzoo convert SRC DST            HF directory -> Orbax directory, or an Orbax directory -> HF directory
     jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
     jaxzoo combine-lilt TEXT LAYOUT OUT  a LiLT checkpoint: RoBERTa / XLM-R text weights + a LiLT layout stream
-    jaxzoo train [--steps N ...]      pre-train a small Llama on local text (the main job; defaults built in)
+    jaxzoo train [--time-budget MIN]  pre-train a small Llama on local text (the main job; defaults built in)
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import typing
 from pathlib import Path
 
 DTYPES = ("float32", "bfloat16")
@@ -130,6 +131,7 @@ def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
     from common.sharding import parse_mesh
     from llama_jax.pretrain import PretrainConfig
 
+    hints = typing.get_type_hints(PretrainConfig)
     for f in dataclasses.fields(PretrainConfig):
         flag, default = "--" + f.name.replace("_", "-"), f.default
         if isinstance(default, bool):
@@ -138,8 +140,14 @@ def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=_argparse_type(parse_mesh),
                                 help=f"data,fsdp,tensor (default {default})")
         else:
-            kind = type(default) if default is not None else str
-            parser.add_argument(flag, dest=f.name, type=kind, help=f"default: {default}")
+            parser.add_argument(flag, dest=f.name, type=_optional_type(hints[f.name]),
+                                metavar=f.metadata.get("metavar"), help=f.metadata.get("help", f"default: {default}"))
+
+
+def _optional_type(hint):
+    """The type a flag parses to: ``int | None`` (unset by default) -> int; plain types as they are."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)]
+    return kinds[0] if len(kinds) == 1 else hint
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,13 @@ Steps: train a byte-level BPE on the corpus -> pack it into rows -> AdamW with w
 (optionally sharded over a mesh) with a progress bar -> Orbax checkpoints (``--resume`` continues exactly) ->
 held-out loss against the corpus's unigram entropy -> a loss-curve PNG -> sampled text -> an HF export
 that transformers loads. The default corpus is CPython's own pydoc topic texts, which every Python has.
+
+Length: without an explicit ``steps`` the whole job fits ``time_budget`` minutes on the machine it runs on.
+After the data is ready, a probe compiles the train step and times a few steps (and one held-out batch);
+``plan_steps`` turns those measurements into the step count, and the warmup + cosine schedule is then built
+for that count (the real step compiles once more, since the schedule's length is a constant of the compiled
+step). The probe steps are thrown away, so a budgeted run is exactly the run ``steps=N`` would give. The
+decided count is logged, written to summary.json and stored with every checkpoint: a resume continues to it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tqdm.auto import tqdm
 
 from common.checkpoint import Checkpointer
 from common.data import Batches, pack, unigram_entropy
+from common.extras import pyplot  # matplotlib (the plots extra) is imported only when a plot is drawn
 from common.model import HeadSpec, Model
 from common.sharding import make_mesh
 from common.tokenization import docs_corpus, train_byte_level_bpe
@@ -45,7 +53,11 @@ class PretrainConfig:
     intermediate_size: int = 688
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 1200
+    steps: int | None = dataclasses.field(default=None, metadata={
+        "metavar": "N",
+        "help": "train exactly N steps (then --time-budget does not apply); default: as many as the budget allows"})
+    time_budget: float = dataclasses.field(default=8.0, metadata={
+        "metavar": "MINUTES", "help": "wall time for the whole job when --steps is not given (default: 8.0)"})
     learning_rate: float = 3e-3
     warmup_steps: int = 60
     weight_decay: float = 0.1
@@ -58,6 +70,32 @@ class PretrainConfig:
     resume: bool = False
     sample_prompt: str = "The with statement"
     sample_tokens: int = 48
+
+    def __post_init__(self):
+        if self.steps is not None and self.steps <= self.warmup_steps:
+            raise ValueError(f"steps = {self.steps} is invalid: expected more than warmup_steps = {self.warmup_steps} "
+                             "(or None: decided by time_budget)")
+        if not self.time_budget > 0:
+            raise ValueError(f"time_budget = {self.time_budget!r} is invalid: expected minutes > 0")
+
+
+# How the budget is spent (plan_steps). The probe times PROBE_STEPS steps after its compile. Of the budget,
+# BUDGET_HEADROOM is kept back for what is not measured: process start-up, checkpoint writes, the loss plot,
+# the HF export, and a step rate that drifts on a shared machine. Sampling compiles a prefill and a decode
+# step, SAMPLER_COMPILES forward compiles' worth (measured: about 3.3x the held-out forward's compile).
+PROBE_STEPS = 5
+BUDGET_HEADROOM = 0.1
+SAMPLER_COMPILES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeTimes:
+    """Seconds measured by ``probe_times`` on this machine, for this model and batch."""
+
+    compile: float  # one compile of the train step (the real step, with its schedule, compiles once more)
+    step: float  # one train step
+    eval: float  # one held-out evaluation (all its batches; its compile is already paid by the probe)
+    eval_compile: float  # one compile of the forward pass
 
 
 def load_corpus(path: str | None) -> list[str]:
@@ -88,11 +126,84 @@ def eval_loss(params, config, rows: np.ndarray, batch_size: int) -> float:
     return sum(losses) / len(losses)
 
 
-def plot_losses(history: list[tuple[int, float]], evals: list[tuple[int, float]], entropy: float, path: Path) -> None:
-    import matplotlib
+def optimizer_for(cfg: PretrainConfig, total_steps: int):
+    """AdamW with warmup + cosine over ``total_steps``; the optimizer state's structure does not depend on it."""
+    return make_optimizer(OptimizerConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                                          total_steps=total_steps, weight_decay=cfg.weight_decay))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def probe_times(probe_step, state, batches: Batches, config, eval_rows: np.ndarray, batch_size: int) -> ProbeTimes:
+    """Time the train step (compile, then PROBE_STEPS steps) and one held-out batch (compile, then one run).
+
+    ``probe_step`` must not donate its input: ``state`` is left as it was, and the probe's steps are discarded.
+    The forward's compile is the one the evaluations reuse, so it is not spent twice.
+    """
+    def seconds(fn) -> float:
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        return time.perf_counter() - t
+
+    def steps(first: int, count: int):
+        probe = state
+        for step in range(first, first + count):
+            probe, metrics = probe_step(probe, batches.batch_at(step))
+        return metrics
+
+    first = seconds(lambda: steps(0, 1))
+    step = seconds(lambda: steps(1, PROBE_STEPS)) / PROBE_STEPS
+    one_batch = eval_rows[:batch_size]
+    first_eval = seconds(lambda: eval_loss(state.params, config, one_batch, batch_size))
+    eval_batch = seconds(lambda: eval_loss(state.params, config, one_batch, batch_size))
+    return ProbeTimes(compile=max(first - step, 0.0), step=step, eval=eval_batch * (len(eval_rows) // batch_size),
+                      eval_compile=max(first_eval - eval_batch, 0.0))
+
+
+def plan_steps(budget_seconds: float, spent_seconds: float, times: ProbeTimes, eval_every: int) -> tuple[int, float]:
+    """The most steps whose training, evaluations and the job's remaining fixed costs fit the budget.
+
+    spent_seconds: the job's time so far (data, tokenizer, init, probe). Still to come besides the steps: the
+    real step's compile, an evaluation every ``eval_every`` steps plus the final one, sampling's compiles, and
+    the headroom. Returns ``(steps, reserved_seconds)``; steps is below 1 when the budget cannot cover the
+    fixed costs.
+    """
+    reserved = BUDGET_HEADROOM * budget_seconds + SAMPLER_COMPILES * times.eval_compile + times.compile + times.eval
+    per_step = times.step + times.eval / eval_every
+    return math.floor((budget_seconds - spent_seconds - reserved) / per_step), reserved
+
+
+def budgeted_steps(cfg: PretrainConfig, probe_step, state, batches: Batches, config, eval_rows: np.ndarray,
+                   spent_since: float, log) -> tuple[int, dict[str, float]]:
+    """Probe this machine and decide the step count for ``cfg.time_budget``; returns it and the plan's numbers."""
+    times = probe_times(probe_step, state, batches, config, eval_rows, cfg.batch_size)
+    budget, spent = cfg.time_budget * 60, time.perf_counter() - spent_since
+    planned, reserved = plan_steps(budget, spent, times, cfg.eval_every)
+    steps = max(planned, cfg.warmup_steps + 1)  # the schedule needs more steps than its warmup
+    log(f"budget {cfg.time_budget} min: measured {1 / times.step:.2f} steps/s -> {steps} steps "
+        f"({spent:.0f} s spent before training incl. a {times.compile:.0f} s compile, {reserved:.0f} s reserved "
+        f"for the second compile, evaluation, sampling and headroom)")
+    if planned < steps:
+        log(f"warning: a {cfg.time_budget} min budget does not cover this job on this machine (it leaves room for "
+            f"{max(planned, 0)} steps); running the minimum of {steps} (warmup_steps + 1), which overruns it")
+    plan = {"minutes": cfg.time_budget, "steps_per_second": 1 / times.step, "seconds_before_training": spent,
+            "reserved_seconds": reserved, **{f"{k}_seconds": v for k, v in dataclasses.asdict(times).items()}}
+    return steps, plan
+
+
+def resumed_steps(cfg: PretrainConfig, meta: dict, directory: Path) -> int:
+    """The step count the checkpointed run was started with; an explicit ``cfg.steps`` must agree with it."""
+    stored = meta.get("steps")
+    if stored is None and cfg.steps is None:
+        raise ValueError(f"the checkpoint in {directory} does not record its run's step count (it predates time "
+                         "budgets): pass --steps with the count it was started with")
+    if stored is not None and cfg.steps is not None and cfg.steps != stored:
+        raise ValueError(f"steps = {cfg.steps} differs from the {stored} steps the run in {directory} was started "
+                         "with (its learning-rate schedule); resume without --steps, or start a new --out")
+    return stored if stored is not None else cfg.steps
+
+
+def plot_losses(history: list[tuple[int, float]], evals: list[tuple[int, float]], entropy: float, path: Path) -> None:
+
+    plt = pyplot("plot_losses")
 
     steps, losses = np.array(history).T
     window = max(1, len(losses) // 50)
@@ -120,6 +231,7 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
     spec / save_pretrained: the LlamaForCausalLM head spec and the HF exporter (from ``conversion``, which
     the family packages do not import).
     """
+    pyplot("jaxzoo train (its loss-curve PNG)")  # fail now, not after minutes of training
     out = Path(cfg.out)
     tok_dir = out / "tokenizer"
     start = time.perf_counter()
@@ -143,41 +255,49 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.kv_heads,
         max_position_embeddings=cfg.seq_len, rms_norm_eps=1e-5, rope=LlamaConfig().rope,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, compute_dtype=cfg.compute_dtype)
-    tx = make_optimizer(OptimizerConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-                                        total_steps=cfg.steps, weight_decay=cfg.weight_decay))
+    # Any schedule length gives the state's structure, its shardings and the probe's speed; the real one
+    # comes from --steps, the checkpoint being resumed, or the time budget.
+    any_length = optimizer_for(cfg, cfg.warmup_steps + 1)
     params = init_params(config, jax.random.PRNGKey(cfg.seed), jnp.float32, "causal_lm")
     n_params = sum(x.size for x in jax.tree.leaves(params))
-    state = init_train_state(params, tx, jax.random.PRNGKey(cfg.seed + 1))
+    state = init_train_state(params, any_length, jax.random.PRNGKey(cfg.seed + 1))
     mesh = make_mesh(*cfg.mesh, devices=jax.devices()[: math.prod(cfg.mesh)]) if math.prod(cfg.mesh) > 1 else None
-    step_fn = make_train_step(llama_causal_lm, config, tx, mesh=mesh, rules=PARTITION_RULES, state_example=state)
+    step_for = functools.partial(make_train_step, llama_causal_lm, config, mesh=mesh, rules=PARTITION_RULES,
+                                 state_example=state)  # jit is lazy: nothing compiles until a step runs
     if mesh is not None:
-        state = jax.device_put(state, step_fn.shardings)
-    log(f"model: {n_params / 1e6:.2f} M params (hidden {cfg.hidden_size}, {cfg.layers} layers, vocab "
-        f"{tokenizer.vocab_size}); {cfg.steps} steps x {cfg.batch_size} x {cfg.seq_len} tokens"
-        + (f"; mesh {cfg.mesh}" if mesh is not None else ""))
+        state = jax.device_put(state, step_for(any_length).shardings)
 
     ckpt = Checkpointer(out / "checkpoints", max_to_keep=2)
     history: list[tuple[int, float]] = []
     evals: list[tuple[int, float]] = []
-    first = 0
+    first, plan = 0, None
     if cfg.resume and ckpt.latest_step() is not None:
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
         first, state, meta = ckpt.restore(target)
         history = [tuple(x) for x in meta.get("history", [])]
         evals = [tuple(x) for x in meta.get("evals", [])]
-        log(f"resumed from step {first}")
+        steps, plan = resumed_steps(cfg, meta, ckpt.directory), meta.get("budget")
+        log(f"resumed from step {first} of {steps}")
+    elif cfg.steps is not None:
+        steps = cfg.steps
+    else:
+        steps, plan = budgeted_steps(cfg, step_for(any_length, donate=False), state, batches, config, eval_rows,
+                                     start, log)
+    step_fn = step_for(optimizer_for(cfg, steps))
+    log(f"model: {n_params / 1e6:.2f} M params (hidden {cfg.hidden_size}, {cfg.layers} layers, vocab "
+        f"{tokenizer.vocab_size}); {steps} steps x {cfg.batch_size} x {cfg.seq_len} tokens"
+        + (f"; mesh {cfg.mesh}" if mesh is not None else ""))
 
     # Training.
-    bar = tqdm(range(first, cfg.steps), initial=first, total=cfg.steps, desc="training", unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(range(first, steps), initial=first, total=steps, desc="training", unit="step", dynamic_ncols=True)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     t_last, pending = time.perf_counter(), []
     for step in bar:
         state, metrics = step_fn(state, batches.batch_at(step))
         done = step + 1
         pending.append((done, metrics["loss"]))
-        evaluate = done % cfg.eval_every == 0 or done == cfg.steps
-        checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.steps
+        evaluate = done % cfg.eval_every == 0 or done == steps
+        checkpoint = done % cfg.checkpoint_every == 0 or done == steps
         if done % 10 == 0 or evaluate or checkpoint:
             history += [(s, float(v)) for s, v in pending]  # one host sync per 10 steps, not per step
             now = time.perf_counter()
@@ -186,7 +306,7 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
         if evaluate:
             evals.append((done, eval_loss(state.params, config, eval_rows, cfg.batch_size)))
         if checkpoint:
-            ckpt.save(done, state, metadata={"history": history, "evals": evals})
+            ckpt.save(done, state, metadata={"history": history, "evals": evals, "steps": steps, "budget": plan})
     bar.close()
     ckpt.close()
     train_seconds = time.perf_counter() - start
@@ -205,10 +325,11 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
         (export / name).write_bytes((tok_dir / name).read_bytes())
 
     summary = {
-        "params": n_params, "steps": cfg.steps, "tokens_seen": cfg.steps * tokens_per_step,
+        "params": n_params, "steps": steps, "budget": plan, "tokens_seen": steps * tokens_per_step,
         "unigram_entropy": entropy, "final_train_loss": float(np.mean([l for _, l in history[-20:]])),
         "final_eval_loss": final_eval, "eval_below_entropy": entropy - final_eval,
-        "seconds": train_seconds, "sample": sample, "export": str(export), "config": dataclasses.asdict(cfg),
+        "seconds": train_seconds, "job_seconds": time.perf_counter() - start, "sample": sample,
+        "export": str(export), "config": dataclasses.asdict(cfg),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"held-out loss {final_eval:.3f} nats/token vs unigram entropy {entropy:.3f} "
