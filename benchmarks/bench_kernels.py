@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +38,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import harness  # noqa: E402
 from common.kernels import pallas_attention  # noqa: E402
 from common.longformer_attention import PROJECTIONS, longformer_self_attention  # noqa: E402
 
@@ -51,23 +50,9 @@ SMOKE = dict(lengths=(256,), windows=(16,), heads=2, d=16, n_global=3, dtype="fl
 
 def timed(fn, *args, reps: int, budget_s: float) -> dict:
     """Median seconds of ``fn(*args)`` over up to ``reps`` calls after a warm-up (compile) call."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    times, start = [], time.perf_counter()
-    while len(times) < reps and (not times or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "calls": len(times),
-            "compile_s": max(first - float(np.min(times)), 0.0)}
-
-
-def matmul_tflops(n: int, dtype, reps: int, budget_s: float) -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
-    f = jax.jit(lambda a, b: a @ b)
-    t = timed(f, a, a, reps=reps, budget_s=budget_s)
-    return 2 * n ** 3 / t["median_s"] / 1e12
+    r = harness.time_calls(lambda: jax.block_until_ready(fn(*args)), reps, budget_s)
+    return {"median_s": r["median_s"], "min_s": r["best_s"], "calls": len(r["times_s"]),
+            "compile_s": max(r["first_s"] - r["best_s"], 0.0)}
 
 
 def band_flops(t: int, w: int, g: int, d: int, heads: int) -> float:
@@ -113,7 +98,7 @@ def run(cfg: dict, out: Path, smoke: bool):
     device = jax.devices()[0].device_kind
     kw = dict(reps=cfg["reps"], budget_s=cfg["budget_s"])
     kernel_kw = dict(interpret=True, launcher="triton") if smoke else {}
-    peak = matmul_tflops(cfg["matmul"], dtype, **kw)
+    peak = harness.xla_matmul_gflops(cfg["matmul"], dtype, **kw) / 1e3  # TFLOP/s
     print(f"{device}: {dtype.name} matmul {peak:.1f} TFLOP/s", flush=True)
     heads, d, g = cfg["heads"], cfg["d"], cfg["n_global"]
     results = []
@@ -199,14 +184,12 @@ def run(cfg: dict, out: Path, smoke: bool):
             record(results, f"layer_{impl}_fwd", t, w, band_flops(t, w, g, d, heads),
                    lambda: timed(jax.jit(layer), hidden, **kw), peak)
 
-    payload = {"device": device, "backend": backend, "jax": jax.__version__, "host": platform.node(),
-               "matmul_tflops": round(peak, 2), "config": {k: v for k, v in cfg.items()}, "results": results}
+    payload = {"device": device, "backend": backend, "machine": harness.machine_info(),
+               "matmul_tflops": round(peak, 2), "config": dict(cfg), "results": results}
     best = {r["case"]: r for r in results if r["T"] == 16384 and r["case"] == "pallas_fwd"}
     if best:
         payload["bar_16k_forward_fraction_of_matmul"] = best["pallas_fwd"]["fraction_of_matmul"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {harness.write_results(payload, out)}")
 
 
 def main(argv=None):
@@ -221,8 +204,7 @@ def main(argv=None):
     if not args.smoke and jax.default_backend() == "cpu":
         sys.exit("no accelerator: the kernels only run interpreted on a CPU (use --smoke to check the script)")
     device = jax.devices()[0].device_kind.lower().replace(" ", "_")
-    out = args.out or ROOT / "benchmarks" / "results" / (f"kernels_{device}.json" if not args.smoke
-                                                          else "kernels_smoke_cpu.json")
+    out = args.out or harness.RESULTS / (f"kernels_{device}.json" if not args.smoke else "kernels_smoke_cpu.json")
     run(cfg, out, args.smoke)
 
 

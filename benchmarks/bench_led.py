@@ -25,8 +25,6 @@ compilation; ``compile_s`` = first - best), then the best of up to N timed calls
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
 
 BASE = dict(vocab_size=50265, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
             decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=1024,
@@ -74,8 +74,6 @@ def measure(side: str, directory: str, cases, reps: int, budget_s: float, out_di
     """Runs in a fresh process: load one side, then warm up and time every case; saves each case's output."""
     import numpy as np
 
-    from benchmarks.bench_llama import time_calls
-
     if side == "ours":
         import jax
 
@@ -95,8 +93,7 @@ def measure(side: str, directory: str, cases, reps: int, budget_s: float, out_di
     else:
         import torch
         import transformers
-        torch.set_num_threads(os.cpu_count())
-        transformers.utils.logging.set_verbosity_error()
+        harness.setup_torch()
         model = transformers.LEDForConditionalGeneration.from_pretrained(directory, attn_implementation="eager")
         model.eval()
 
@@ -120,7 +117,7 @@ def measure(side: str, directory: str, cases, reps: int, budget_s: float, out_di
     for i, (kind, seq, new, beams) in enumerate(cases):
         ids, mask, glob = encoder_inputs(seq)
         call = make_call(kind, ids, mask, glob, new, beams)
-        r = time_calls(call, reps, budget_s)
+        r = harness.time_calls(call, reps, budget_s)
         out = np.asarray(call())
         np.save(Path(out_dir) / f"{side}_{i}.npy", out)
         row = {"first_s": r["first_s"], "times_s": r["times_s"], "best_s": r["best_s"]}
@@ -133,21 +130,16 @@ def measure(side: str, directory: str, cases, reps: int, budget_s: float, out_di
 
 # ------------------------------------------------------------------------------------------- driver
 def build_checkpoint(cfg: dict, directory: Path) -> int:
-    import torch
     import transformers
-    torch.manual_seed(0)
-    model = transformers.LEDForConditionalGeneration(transformers.LEDConfig(**cfg)).eval()
-    model.save_pretrained(directory)
-    return sum(p.numel() for p in model.parameters())
+    model = harness.build_random_checkpoint(transformers.LEDForConditionalGeneration,
+                                            transformers.LEDConfig(**cfg), directory)
+    return harness.count_params(model)
 
 
 def run_side(side, directory, cases, settings, tmp) -> list[dict]:
-    cmd = [sys.executable, __file__, "--measure", side, directory, json.dumps(cases), str(settings["reps"]),
-           str(settings["budget_s"]), tmp]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"{side} failed (exit {proc.returncode})")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Every case of one side in one subprocess (its per-case progress lines go to our stderr)."""
+    return harness.run_child(__file__, [side, directory, json.dumps(cases), settings["reps"], settings["budget_s"],
+                                        tmp], show_progress=True)
 
 
 def encoder_flops(cfg: dict, seq: int) -> float:
@@ -159,10 +151,8 @@ def encoder_flops(cfg: dict, seq: int) -> float:
 
 
 def plot(rows, path: Path, device: str, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    plt = harness.pyplot("bench_led's plot")
     names = [r["case"] for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(10, 4.2))
@@ -191,15 +181,14 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from benchmarks.bench_llama import machine_info, measure_floor, parse_args_and_setup
-    args = parse_args_and_setup(argv, __doc__, "led_cpu", "2+2-layer 256-wide config at 1,024 / 2,048 tokens")
+    args = harness.parse_args_and_setup(argv, __doc__, "led_cpu", "2+2-layer 256-wide config at 1,024 / 2,048 tokens")
     settings = dict(QUICK if args.quick else FULL)
     cfg = QUICK_CONFIG if args.quick else BASE
     cases = QUICK_CASES if args.quick else CASES
-    info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']}", flush=True)
-    floor = measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    info = harness.machine_info()
+    print(harness.machine_line(info), flush=True)
+    floor = harness.measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    print("\n".join(harness.floor_lines(floor)), flush=True)
     rate = floor["matmul_gflops"]["best"]["float32"] * 1e9
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_led_") as tmp:
@@ -216,7 +205,7 @@ def main(argv=None) -> int:
                 row["tokens_equal"] = bool(a.shape == b.shape and (a == b).all())
                 row["tokens_generated"] = int(a.shape[1] - 1)
             else:
-                row["max_abs_diff"] = float(np.max(np.abs(a.astype(np.float64) - b)))
+                row["max_abs_diff"] = harness.max_abs_diff(a, b)
                 row["floor_s"] = encoder_flops(cfg, case[1]) / rate
                 for side in ("ours", "hf"):
                     row[side]["fraction_of_floor"] = row["floor_s"] / row[side]["best_s"]
@@ -239,9 +228,7 @@ def main(argv=None) -> int:
                         "fraction_of_floor": "floor_s / best_s; floor_s = encoder FLOPs / best float32 matmul rate",
                         "hf": "LEDForConditionalGeneration, attn_implementation='eager', eval(), "
                               "torch.inference_mode()"}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = harness.write_results(result, args.out)
     png = out.with_suffix(".png")
     plot(rows, png, f"{info['cpu']}, {info['cores']} cores", title)
     print(f"wrote {out} and {png} ({total:.0f} s)")

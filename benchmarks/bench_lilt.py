@@ -18,8 +18,6 @@ better float32 matmul rate measured in the same run.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
 
 BASE = dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
             max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
@@ -66,8 +66,6 @@ def measure(side: str, directory: str, batch: int, seq: int, reps: int, budget_s
     """Runs in a fresh process: load one side, warm up, time, save the logits."""
     import numpy as np
 
-    from benchmarks.bench_llama import time_calls
-
     ids, mask, boxes = make_inputs(batch, seq)
     if side == "ours":
         import jax
@@ -80,15 +78,14 @@ def measure(side: str, directory: str, batch: int, seq: int, reps: int, budget_s
     else:
         import torch
         import transformers
-        torch.set_num_threads(os.cpu_count())
-        transformers.utils.logging.set_verbosity_error()
+        harness.setup_torch()
         model = transformers.LiltForTokenClassification.from_pretrained(directory, attn_implementation="eager").eval()
         t_ids, t_mask, t_boxes = (torch.as_tensor(a) for a in (ids, mask, boxes))
 
         def call():
             with torch.inference_mode():
                 return model(input_ids=t_ids, bbox=t_boxes, attention_mask=t_mask).logits
-    r = time_calls(call, reps, budget_s)
+    r = harness.time_calls(call, reps, budget_s)
     np.save(out_npy, np.asarray(call(), np.float32))
     result = {"first_s": r["first_s"], "times_s": r["times_s"], "best_s": r["best_s"]}
     if side == "ours":
@@ -97,23 +94,17 @@ def measure(side: str, directory: str, batch: int, seq: int, reps: int, budget_s
 
 
 def build_checkpoint(cfg: dict, directory: Path) -> int:
-    import torch
     import transformers
-    torch.manual_seed(0)
-    model = transformers.LiltForTokenClassification(transformers.LiltConfig(**cfg)).eval()
-    model.save_pretrained(directory)
-    return sum(p.numel() for p in model.parameters())
+    model = harness.build_random_checkpoint(transformers.LiltForTokenClassification, transformers.LiltConfig(**cfg),
+                                            directory)
+    return harness.count_params(model)
 
 
 def run_side(side, directory, batch, seq, settings, tmp):
     import numpy as np
     out_npy = str(Path(tmp) / f"{side}.npy")
-    cmd = [sys.executable, __file__, "--measure", side, directory, str(batch), str(seq), str(settings["reps"]),
-           str(settings["budget_s"]), out_npy]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"{side} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out_npy)
+    result = harness.run_child(__file__, [side, directory, batch, seq, settings["reps"], settings["budget_s"], out_npy])
+    return result, np.load(out_npy)
 
 
 def main(argv=None) -> int:
@@ -123,17 +114,14 @@ def main(argv=None) -> int:
         print(json.dumps(measure(side, directory, int(batch), int(seq), int(reps), float(budget), out_npy)))
         return 0
 
-    import numpy as np
-
-    from benchmarks.bench_llama import machine_info, measure_floor, parse_args_and_setup
-    args = parse_args_and_setup(argv, __doc__, "lilt_cpu", "2-layer 192-wide config at 2 x 128")
+    args = harness.parse_args_and_setup(argv, __doc__, "lilt_cpu", "2-layer 192-wide config at 2 x 128")
     settings = dict(QUICK if args.quick else FULL)
     cfg = QUICK_CONFIG if args.quick else BASE
     batch, seq = QUICK_SHAPE if args.quick else (BATCH, SEQ)
-    info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']}", flush=True)
-    floor = measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    info = harness.machine_info()
+    print(harness.machine_line(info), flush=True)
+    floor = harness.measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    print("\n".join(harness.floor_lines(floor)), flush=True)
     rate = floor["matmul_gflops"]["best"]["float32"] * 1e9
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_lilt_") as tmp:
@@ -143,7 +131,7 @@ def main(argv=None) -> int:
         hf, b = run_side("hf", directory, batch, seq, settings, tmp)
     flops = forward_flops(cfg, batch, seq)
     row = {"batch": batch, "seq_len": seq, "flops": flops, "floor_s": flops / rate, "ours": ours, "hf": hf,
-           "ratio": hf["best_s"] / ours["best_s"], "max_abs_diff": float(np.max(np.abs(a.astype(np.float64) - b)))}
+           "ratio": hf["best_s"] / ours["best_s"], "max_abs_diff": harness.max_abs_diff(a, b)}
     for side in ("ours", "hf"):
         row[side]["fraction_of_floor"] = row["floor_s"] / row[side]["best_s"]
     print(f"{batch}x{seq}: ours {ours['best_s']:.2f} s (compile {ours['compile_s']:.1f} s), HF {hf['best_s']:.2f} s, "
@@ -155,10 +143,7 @@ def main(argv=None) -> int:
               "notes": {"ratio": "HF best time / our best time (> 1: ours faster)",
                         "hf": "LiltForTokenClassification, attn_implementation='eager', eval(), "
                               "torch.inference_mode()"}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} ({total:.0f} s)")
+    print(f"wrote {harness.write_results(result, args.out)} ({total:.0f} s)")
     if row["max_abs_diff"] > 1e-3:
         print("ERROR: logits differ from HF")
         return 1

@@ -26,12 +26,8 @@ The script exits with status 1 (after writing the JSON) if float32 tokens differ
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import gc
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,13 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import conversion  # noqa: E402
+from benchmarks.harness import (build_random_checkpoint, count_params, floor_lines, machine_info,  # noqa: E402
+                                machine_line, measure_floor, parse_args_and_setup, time_calls, write_results)
 
 CONFIGS = {
     "110m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
@@ -66,72 +63,12 @@ FULL = dict(reps=7, budget_s=8.0, hf_bf16_reps=3, floor_reps=10, floor_budget_s=
 QUICK = dict(reps=3, budget_s=2.0, hf_bf16_reps=2, floor_reps=3, floor_budget_s=1.5)
 
 
-# ------------------------------------------------------------------------------------------ timing
-def time_calls(fn, reps: int, budget_s: float, warmup: bool = True) -> dict:
-    """Warm-up call (timed as first_s), then up to `reps` timed calls within `budget_s`. fn must block."""
-    out = {}
-    if warmup:
-        t0 = time.perf_counter()
-        fn()
-        out["first_s"] = time.perf_counter() - t0
-    times, spent = [], 0.0
-    for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        spent += times[-1]
-        if spent >= budget_s:
-            break
-    out["times_s"] = times
-    out["best_s"] = min(times)
-    return out
-
-
-# ----------------------------------------------------------------------------------- machine floor
-def measure_floor(dtypes, reps: int, budget_s: float) -> dict:
-    """Matmul GFLOP/s (2 * 2048^3 FLOPs per call) per dtype and GB/s (bytes of a ~1 GiB float32 array per sum),
-    each with XLA (jit) and torch; ``best`` is the larger of the two."""
-    n = 2048
-    flops = 2 * n ** 3
-    matmul = {"xla": {}, "torch": {}, "best": {}}
-    mm = jax.jit(lambda a, b: a @ b)
-    for name in dtypes:
-        jdt, tdt = DTYPES[name]
-        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(jdt)
-        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(jdt)
-        r = time_calls(lambda: mm(a, b).block_until_ready(), reps, budget_s)
-        matmul["xla"][name] = flops / r["best_s"] / 1e9
-        ta, tb = torch.randn(n, n).to(tdt), torch.randn(n, n).to(tdt)
-        with torch.inference_mode():
-            r = time_calls(lambda: torch.matmul(ta, tb), reps, budget_s)
-        matmul["torch"][name] = flops / r["best_s"] / 1e9
-        matmul["best"][name] = max(matmul["xla"][name], matmul["torch"][name])
-        del a, b, ta, tb
-
-    count = 2 ** 28  # 1 GiB of float32
-    nbytes = count * 4
-    x = jnp.ones((count,), jnp.float32)
-    total = jax.jit(jnp.sum)
-    bw = {}
-    r = time_calls(lambda: total(x).block_until_ready(), 2 * reps, budget_s)
-    bw["xla"] = nbytes / r["best_s"] / 1e9
-    del x
-    tx = torch.ones(count, dtype=torch.float32)
-    with torch.inference_mode():
-        r = time_calls(lambda: tx.sum().item(), 2 * reps, budget_s)
-    bw["torch"] = nbytes / r["best_s"] / 1e9
-    bw["best"] = max(bw["xla"], bw["torch"])
-    del tx
-    gc.collect()
-    return {"matmul_gflops": matmul, "bandwidth_gbs": bw, "matmul_size": n, "bandwidth_bytes": nbytes}
-
-
 # ---------------------------------------------------------------------------------------- costs
 def param_counts(hf_model) -> dict:
     """Exact parameter counts from the HF module: embedding table, lm_head, and everything else."""
     embed = hf_model.model.embed_tokens.weight.numel()
     lm_head = 0 if hf_model.config.tie_word_embeddings else hf_model.lm_head.weight.numel()
-    total = sum(p.numel() for p in hf_model.parameters())
+    total = count_params(hf_model)
     return {"total": total, "embedding": embed, "lm_head": lm_head, "non_embedding": total - embed - lm_head}
 
 
@@ -190,10 +127,8 @@ def decode_cost(cfg: dict, counts: dict, batch: int, prompt: int, new: int, item
 
 # ----------------------------------------------------------------------------------- workloads
 def build_checkpoint(name: str, directory: Path, seed: int = 0):
-    cfg = transformers.LlamaConfig(**CONFIGS[name])
-    torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    model.save_pretrained(directory)
+    model = build_random_checkpoint(transformers.LlamaForCausalLM, transformers.LlamaConfig(**CONFIGS[name]),
+                                    directory, seed)
     counts = param_counts(model)
     del model
     gc.collect()
@@ -310,40 +245,6 @@ def print_row(row, flush=False):
           f"{row['hf']['fraction_of_floor']:>6.3f} {row['ours']['compile_s']:>6.1f}s {match:>5}", flush=flush)
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import jaxlib
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "jax": jax.__version__, "jaxlib": jaxlib.__version__, "jax_backend": jax.default_backend(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "transformers": transformers.__version__,
-        "numpy": np.__version__, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def parse_args_and_setup(argv, doc: str, stem: str, quick_help: str) -> argparse.Namespace:
-    """Shared CLI of the benchmarks: --quick, --out (default results/STEM.json, or STEM_quick.json with --quick,
-    so a smoke test never overwrites a full run); torch on every core, transformers quiet."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--out", default=None, help=f"JSON path (default benchmarks/results/{stem}.json)")
-    args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = str(ROOT / "benchmarks" / "results" / (f"{stem}_quick.json" if args.quick else f"{stem}.json"))
-    torch.set_num_threads(os.cpu_count())
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    return args
-
-
 def main(argv=None) -> int:
     args = parse_args_and_setup(argv, __doc__, "llama_cpu", "small config, float32 only, fewer repetitions")
     settings = dict(QUICK if args.quick else FULL)
@@ -351,14 +252,9 @@ def main(argv=None) -> int:
     dtypes = ["float32"] if args.quick else ["float32", "bfloat16"]
     start = time.perf_counter()
     info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']} | XLA_FLAGS={info['XLA_FLAGS']!r}", flush=True)
-
+    print(machine_line(info), flush=True)
     floor = measure_floor(dtypes, settings["floor_reps"], settings["floor_budget_s"])
-    mm, bw = floor["matmul_gflops"], floor["bandwidth_gbs"]
-    for d in dtypes:
-        print(f"matmul {d:<8}: XLA {mm['xla'][d]:7.1f}  torch {mm['torch'][d]:7.1f}  -> {mm['best'][d]:7.1f} GFLOP/s")
-    print(f"bandwidth      : XLA {bw['xla']:7.1f}  torch {bw['torch']:7.1f}  -> {bw['best']:7.1f} GB/s", flush=True)
+    print("\n".join(floor_lines(floor)), flush=True)
     print("\nforward: best wall time; decode: tokens/s and ms per new token (64 new, prompt 16). HF/ours > 1: ours "
           "faster.\nfloor = max(FLOPs / matmul rate, bytes / bandwidth); ours/fl, HF/fl = floor / measured.")
     print(HEADER)
@@ -387,10 +283,7 @@ def main(argv=None) -> int:
         "results": rows, "total_runtime_s": total,
         "float32_tokens_match": not bad,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_results(result, args.out)}")
     if bad:
         print("ERROR: float32 greedy tokens differ from HF in: "
               + ", ".join(f"{r['config']} {r['workload']} (first at step {r['first_mismatch_step']})" for r in bad))

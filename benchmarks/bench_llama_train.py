@@ -34,7 +34,7 @@ with N = the parameters that take part in matmuls (every non-embedding weight pl
 only gathered), L layers, H = hidden size, T = sequence length. 6*N is forward (2) + backward (4) of every weight;
 12*L*H*T is forward + backward of QK^T and PV over the full TxT square. Rematerialised forward work is not
 counted (that is what makes it *model* FLOPs utilisation). ``mfu = FLOPs / step time / machine float32 matmul
-rate`` (``bench_llama.measure_floor``: 2048^3 matmul, the better of XLA and torch); the bf16 variant also gets
+rate`` (``harness.measure_floor``: 2048^3 matmul, the better of XLA and torch); the bf16 variant also gets
 ``mfu_vs_bf16`` against the bfloat16 matmul rate.
 
 The script exits with status 1 (after writing the JSON) if a shape's first-step losses differ by more than
@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
-import os
 import sys
 import tempfile
 import time
@@ -60,11 +58,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 
 import conversion  # noqa: E402
-from benchmarks.bench_llama import (CONFIGS, build_checkpoint, load_hf, machine_info, measure_floor,  # noqa: E402
-                                    parse_args_and_setup, time_calls)
+from benchmarks.bench_llama import CONFIGS, build_checkpoint, load_hf  # noqa: E402
+from benchmarks.harness import (floor_lines, machine_info, machine_line, measure_floor,  # noqa: E402
+                                parse_args_and_setup, time_calls, write_results)
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step  # noqa: E402
 
 OPT = OptimizerConfig(learning_rate=1e-4, warmup_steps=10, total_steps=1000, weight_decay=0.1, clip_norm=1.0)
@@ -265,13 +263,10 @@ def main(argv=None) -> int:
     cfg = CONFIGS[name]
     start = time.perf_counter()
     info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']} | XLA_FLAGS={info['XLA_FLAGS']!r}", flush=True)
-
+    print(machine_line(info), flush=True)
     floor = measure_floor(("float32", "bfloat16"), settings["floor_reps"], settings["floor_budget_s"])
+    print("\n".join(floor_lines(floor)), flush=True)
     mm = floor["matmul_gflops"]
-    for d in ("float32", "bfloat16"):
-        print(f"matmul {d:<8}: XLA {mm['xla'][d]:7.1f}  torch {mm['torch'][d]:7.1f}  -> {mm['best'][d]:7.1f} GFLOP/s")
     rng = np.random.default_rng(0)
 
     with tempfile.TemporaryDirectory(prefix="bench_llama_train_") as tmp:
@@ -335,10 +330,7 @@ def main(argv=None) -> int:
         "results": rows, "variants": variants, "compile": compiles, "total_runtime_s": total,
         "first_losses_match": not bad, "target_met": not missed,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_results(result, args.out)}")
     if bad:
         print("ERROR: first-step losses differ from HF by more than "
               f"{LOSS_TOL}: " + ", ".join(f"{r['workload']} ({r['first_loss_abs_diff']:.2e})" for r in bad))

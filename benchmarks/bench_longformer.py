@@ -23,7 +23,7 @@ Every (side, T) runs in its own subprocess, so that the memory of one does not l
   ``xla_temp_bytes``.
 - the outputs of both sides are compared (``max_abs_diff`` of last_hidden_state, float32).
 
-The floor: matmul rate measured in the same run (2048^3, the better of XLA and torch, ``bench_llama.measure_floor``)
+The floor: matmul rate measured in the same run (2048^3, the better of XLA and torch, ``harness.measure_floor``)
 and the useful FLOPs of one forward (:func:`forward_flops`); ``fraction_of_floor`` = floor_s / best_s.
 Growth: time and peak memory at 16,384 over 4,096 for each side. Written to JSON and a PNG (time and memory
 against length, both sides, log-log).
@@ -32,8 +32,6 @@ against length, both sides, log-log).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
 
 BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
             attention_window=512, vocab_size=50265, max_position_embeddings=16386, type_vocab_size=1,
@@ -93,8 +93,6 @@ def measure(side: str, directory: str, seq: int, reps: int, budget_s: float, out
 
     import numpy as np
 
-    from benchmarks.bench_llama import time_calls
-
     ids = np.random.default_rng(seq).integers(3, 50000, (1, seq)).astype(np.int64)
     ids[0, 0] = 0  # <s>
     mask = np.ones_like(ids)
@@ -113,8 +111,7 @@ def measure(side: str, directory: str, seq: int, reps: int, budget_s: float, out
     else:
         import torch
         import transformers
-        torch.set_num_threads(os.cpu_count())
-        transformers.utils.logging.set_verbosity_error()
+        harness.setup_torch()
         model = transformers.LongformerModel.from_pretrained(directory, attn_implementation="eager").eval()
         tids, tmask, tglob = (torch.as_tensor(a) for a in (ids, mask, global_mask))
 
@@ -130,7 +127,7 @@ def measure(side: str, directory: str, seq: int, reps: int, budget_s: float, out
     gc.collect()
     base = _rss_bytes("VmRSS")
     result["peak_reset"] = _reset_peak_rss()
-    r = time_calls(call, reps, budget_s, warmup=False)
+    r = harness.time_calls(call, reps, budget_s, warmup=False)
     result.update(first_s=first, times_s=r["times_s"], best_s=r["best_s"], rss_after_load_bytes=loaded,
                   rss_after_warmup_bytes=base, peak_rss_bytes=_rss_bytes("VmHWM"))
     result["peak_rss_delta_bytes"] = result["peak_rss_bytes"] - base
@@ -160,29 +157,21 @@ def _xla_temp_bytes(model, ids, mask, global_mask) -> int | None:
 
 # ------------------------------------------------------------------------------------------- driver
 def build_checkpoint(cfg: dict, directory: Path) -> int:
-    import torch
     import transformers
-    torch.manual_seed(0)
-    model = transformers.LongformerModel(transformers.LongformerConfig(**cfg)).eval()
-    model.save_pretrained(directory)
-    return sum(p.numel() for p in model.parameters())
+    model = harness.build_random_checkpoint(transformers.LongformerModel, transformers.LongformerConfig(**cfg),
+                                            directory)
+    return harness.count_params(model)
 
 
 def run_one(side, directory, seq, settings, tmp) -> tuple[dict, object]:
     import numpy as np
     out_npy = str(Path(tmp) / f"{side}_{seq}.npy")
-    cmd = [sys.executable, __file__, "--measure", side, directory, str(seq), str(settings["reps"]),
-           str(settings["budget_s"]), out_npy]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"{side} at T={seq} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out_npy)
+    result = harness.run_child(__file__, [side, directory, seq, settings["reps"], settings["budget_s"], out_npy])
+    return result, np.load(out_npy)
 
 
 def plot(rows, path: Path, device: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = harness.pyplot("bench_longformer's plot")
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     for side, label, style in (("ours", "ours (JAX, blocked)", "o-"), ("hf", "HF PyTorch (eager)", "s--")):
         lengths = [r["seq_len"] for r in rows]
@@ -207,20 +196,16 @@ def main(argv=None) -> int:
         print(json.dumps(measure(side, directory, int(seq), int(reps), float(budget), out_npy)))
         return 0
 
-    import numpy as np
-
-    from benchmarks.bench_llama import machine_info, measure_floor, parse_args_and_setup
-    args = parse_args_and_setup(argv, __doc__, "longformer_cpu", "2-layer 256-wide config at 512 and 2048 tokens")
+    args = harness.parse_args_and_setup(argv, __doc__, "longformer_cpu",
+                                        "2-layer 256-wide config at 512 and 2048 tokens")
     settings = dict(QUICK if args.quick else FULL)
     cfg = QUICK_CONFIG if args.quick else BASE
     lengths = QUICK_LENGTHS if args.quick else LENGTHS
-    info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']}", flush=True)
-    floor = measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    info = harness.machine_info()
+    print(harness.machine_line(info), flush=True)
+    floor = harness.measure_floor(["float32"], settings["floor_reps"], settings["floor_budget_s"])
+    print("\n".join(harness.floor_lines(floor)), flush=True)
     rate = floor["matmul_gflops"]["best"]["float32"] * 1e9
-    print(f"matmul float32: XLA {floor['matmul_gflops']['xla']['float32']:.1f}  torch "
-          f"{floor['matmul_gflops']['torch']['float32']:.1f} GFLOP/s", flush=True)
     header = (f"{'T':>6} {'ours':>9} {'HF':>9} {'HF/ours':>7} {'floor':>8} {'ours/fl':>7} {'HF/fl':>6} "
               f"{'mem ours':>9} {'mem HF':>9} {'compile':>7} {'maxdiff':>8}")
     print(header + "\n" + "-" * len(header), flush=True)
@@ -235,7 +220,7 @@ def main(argv=None) -> int:
             flops = forward_flops(cfg, seq, NUM_GLOBAL)
             row = {"seq_len": seq, "batch": 1, "num_global": NUM_GLOBAL, "flops": flops, "floor_s": flops / rate,
                    "ours": ours, "hf": hf, "ratio": hf["best_s"] / ours["best_s"],
-                   "max_abs_diff": float(np.max(np.abs(a.astype(np.float64) - b)))}
+                   "max_abs_diff": harness.max_abs_diff(a, b)}
             for side in ("ours", "hf"):
                 row[side]["fraction_of_floor"] = row["floor_s"] / row[side]["best_s"]
             rows.append(row)
@@ -261,9 +246,7 @@ def main(argv=None) -> int:
                         "peak_rss_delta_bytes": "peak RSS during the timed calls (reset after the warm-up) minus "
                                                 "RSS just before them",
                         "hf": "LongformerModel, attn_implementation='eager', eval(), torch.inference_mode()"}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = harness.write_results(result, args.out)
     png = out.with_suffix(".png")
     plot(rows, png, f"{info['cpu']}, {info['cores']} cores")
     print(f"wrote {out} and {png} ({total:.0f} s)")

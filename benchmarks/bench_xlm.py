@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks import harness  # noqa: E402
 
 # xlm-mlm-en-2048 (transformers' XLMConfig defaults, spelled out).
 BASE = dict(vocab_size=30145, emb_dim=2048, n_layers=12, n_heads=16, n_langs=1, max_position_embeddings=512,
@@ -73,8 +74,6 @@ def measure(side: str, head: str, dtype: str, directory: str, batch: int, seq: i
     """Runs in a fresh process: load one side, warm up, time, save the output (logits or last hidden state)."""
     import numpy as np
 
-    from benchmarks.bench_llama import time_calls
-
     t0 = time.perf_counter()
     if side == "ours":
         import jax
@@ -94,8 +93,7 @@ def measure(side: str, head: str, dtype: str, directory: str, batch: int, seq: i
     else:
         import torch
         import transformers
-        torch.set_num_threads(os.cpu_count())
-        transformers.utils.logging.set_verbosity_error()
+        harness.setup_torch()
         cls = getattr(transformers, HF_CLASS[head])
         model = cls.from_pretrained(directory, attn_implementation="eager").to(getattr(torch, dtype)).eval()
         vocab = model.config.vocab_size
@@ -112,7 +110,7 @@ def measure(side: str, head: str, dtype: str, directory: str, batch: int, seq: i
     if side == "hf":
         t_ids, t_mask = (torch.as_tensor(a) for a in (ids, mask))
     compile_times = _lower_compile_s(model, ids, mask) if side == "ours" else {}  # before the forward's first call
-    r = time_calls(call, reps, budget_s)
+    r = harness.time_calls(call, reps, budget_s)
     np.save(out_npy, to_numpy(call()))
     result = {"load_s": load_s, "first_s": r["first_s"], "times_s": r["times_s"], "best_s": r["best_s"]}
     if side == "ours":
@@ -128,10 +126,9 @@ def _time_unrolled(model, call, reps: int, budget_s: float) -> dict:
     XLM section of benchmarks/README.md); unrolled, the layers read their bfloat16 weights directly."""
     import dataclasses
 
-    from benchmarks.bench_llama import time_calls
     from common.model import Model
     unrolled = Model(dataclasses.replace(model.config, scan_layers=False), model.params, model.spec)
-    r = time_calls(lambda: call(unrolled), reps, budget_s)
+    r = harness.time_calls(lambda: call(unrolled), reps, budget_s)
     return {"first_s": r["first_s"], "times_s": r["times_s"], "best_s": r["best_s"],
             "compile_s": max(0.0, r["first_s"] - r["best_s"])}
 
@@ -150,12 +147,9 @@ def _lower_compile_s(model, ids, mask) -> dict:
 
 
 def build_checkpoint(cfg: dict, directory: Path) -> dict:
-    import torch
     import transformers
-    torch.manual_seed(0)
-    model = transformers.XLMWithLMHeadModel(transformers.XLMConfig(**cfg)).eval()
-    model.save_pretrained(directory)
-    total = sum(p.numel() for p in model.parameters())  # the tied head counted once
+    model = harness.build_random_checkpoint(transformers.XLMWithLMHeadModel, transformers.XLMConfig(**cfg), directory)
+    total = harness.count_params(model)  # the tied head counted once
     embedding = model.transformer.embeddings.weight.numel()
     return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
 
@@ -163,19 +157,11 @@ def build_checkpoint(cfg: dict, directory: Path) -> dict:
 def run_side(side, head, dtype, directory, batch, seq, settings, tmp):
     import numpy as np
     out_npy = str(Path(tmp) / f"{side}_{head}_{dtype}.npy")
-    cmd = [sys.executable, __file__, "--measure", side, head, dtype, directory, str(batch), str(seq),
-           str(settings["reps"]), str(settings["budget_s"]), out_npy]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"{side} {head} {dtype} failed:\n{proc.stderr[-4000:]}")
+    result = harness.run_child(__file__, [side, head, dtype, directory, batch, seq, settings["reps"],
+                                          settings["budget_s"], out_npy])
     out = np.load(out_npy)
     os.remove(out_npy)
-    return json.loads(proc.stdout.strip().splitlines()[-1]), out
-
-
-def max_abs_diff(a, b) -> float:
-    import numpy as np
-    return float(np.max(np.abs(a.astype(np.float64) - b)))
+    return result, out
 
 
 def main(argv=None) -> int:
@@ -186,18 +172,15 @@ def main(argv=None) -> int:
                                  out_npy)))
         return 0
 
-    from benchmarks.bench_llama import machine_info, measure_floor, parse_args_and_setup
-    args = parse_args_and_setup(argv, __doc__, "xlm_cpu", "2-layer 256-wide config at 2 x 32")
+    args = harness.parse_args_and_setup(argv, __doc__, "xlm_cpu", "2-layer 256-wide config at 2 x 32")
     settings = dict(QUICK if args.quick else FULL)
     cfg = QUICK_CONFIG if args.quick else BASE
     batch, seq = QUICK_SHAPE if args.quick else (BATCH, SEQ)
-    info = machine_info()
-    print(f"{info['cpu']} ({info['cores']} cores) | jax {info['jax']} | torch {info['torch']} | "
-          f"transformers {info['transformers']}", flush=True)
-    floor = measure_floor(["float32", "bfloat16"], settings["floor_reps"], settings["floor_budget_s"])
+    info = harness.machine_info()
+    print(harness.machine_line(info), flush=True)
+    floor = harness.measure_floor(["float32", "bfloat16"], settings["floor_reps"], settings["floor_budget_s"])
+    print("\n".join(harness.floor_lines(floor)), flush=True)
     mm = floor["matmul_gflops"]
-    for d in ("float32", "bfloat16"):
-        print(f"matmul {d:<8}: XLA {mm['xla'][d]:6.1f}  torch {mm['torch'][d]:6.1f} GFLOP/s", flush=True)
     start = time.perf_counter()
     rows, reference = [], {}
     with tempfile.TemporaryDirectory(prefix="bench_xlm_") as tmp:
@@ -214,13 +197,13 @@ def main(argv=None) -> int:
                    "ratio_unrolled": hf["best_s"] / ours["unrolled"]["best_s"]}
             if dtype == "float32":
                 reference[head] = b
-                row["max_abs_diff"] = max_abs_diff(a, b)
+                row["max_abs_diff"] = harness.max_abs_diff(a, b)
                 row["max_abs_reference"] = float(abs(b).max())
             else:
                 ref = reference[head]
-                row["ours"]["max_abs_diff_vs_hf_float32"] = max_abs_diff(a, ref)
-                row["hf"]["max_abs_diff_vs_hf_float32"] = max_abs_diff(b, ref)
-                row["max_abs_diff"] = max_abs_diff(a, b)
+                row["ours"]["max_abs_diff_vs_hf_float32"] = harness.max_abs_diff(a, ref)
+                row["hf"]["max_abs_diff_vs_hf_float32"] = harness.max_abs_diff(b, ref)
+                row["max_abs_diff"] = harness.max_abs_diff(a, b)
             del a, b
             for side in ("ours", "hf"):
                 row[side]["fraction_of_floor"] = row["floor_s"] / row[side]["best_s"]
@@ -251,10 +234,7 @@ def main(argv=None) -> int:
                         "ours": "conversion.from_pretrained(dir, dtype=..., architecture=hf_class)",
                         "unrolled": "ours with config.scan_layers=False (same params), best of up to 3 calls; "
                                     "ratio_unrolled = HF best / that"}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} ({total:.0f} s)")
+    print(f"wrote {harness.write_results(result, args.out)} ({total:.0f} s)")
     bad = [r for r in rows if r["dtype"] == "float32" and r["max_abs_diff"] > 1e-3]
     if bad:
         print("ERROR: float32 outputs differ from HF: "
