@@ -18,22 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from common.kernels.ops import on_accelerator, pallas_attention
+from common.attention_impls import CAUSAL, DENSE
+from common.kernels.ops import pallas_attention
 from common.layers import dropout
-
-IMPLEMENTATIONS = ("reference", "pallas")
-
-
-def resolve_impl(impl: str) -> str:
-    """Map ``auto`` to the implementation for this platform (the kernels on GPU / TPU); reject the unknown."""
-    if impl == "auto":
-        return "pallas" if on_accelerator() else "reference"
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"attention implementation {impl!r} is not available for dense causal attention; "
-            f"expected one of {IMPLEMENTATIONS + ('auto',)}"
-        )
-    return impl
+from common.sharding import batch_reshape
 
 
 def causal_mask(key_valid: jax.Array, query_slots: jax.Array) -> jax.Array:
@@ -58,7 +46,7 @@ def causal_attention(q, k, v, key_valid, *, scale: float, impl: str = "reference
     ``pallas`` visits only the key blocks on or below the diagonal and never stores scores. It returns no
     probabilities and applies no dropout, so a call asking for either runs ``reference`` (same results).
     """
-    impl = resolve_impl(impl)
+    impl = CAUSAL.resolve(impl)
     if impl == "pallas" and not return_probs and (deterministic or dropout_rate == 0.0):
         heads_major = [x.transpose(0, 2, 1, 3) for x in (q, k, v)]
         out = pallas_attention(*heads_major, key_valid, scale=scale, right=0).transpose(0, 2, 1, 3)
@@ -111,7 +99,7 @@ def attention(
     [q_len, kv_len] mask has no block structure for the kernels to skip, so every implementation runs the
     dense ``reference`` here; :func:`causal_attention` is where ``pallas`` applies.
     """
-    resolve_impl(impl)
+    DENSE.resolve(impl)  # rejects an unknown name
     return reference_attention(
         q, k, v, mask, scale=scale, dropout_rate=dropout_rate, deterministic=deterministic, rng=rng,
         return_probs=return_probs, kv_heads_major=kv_heads_major,
@@ -130,18 +118,18 @@ def reference_attention(q, k, v, mask, *, scale, dropout_rate=0.0, deterministic
     # Heads-major layout with each kv head's query group folded into the row dimension:
     # [B, G, R*Tq, D] x [B, G, Tk, D] is one plain batched matmul, ~4x faster on XLA:CPU than a
     # five-index einsum that leaves R and Tq as separate free dimensions.
-    qh = q.reshape(b, tq, kvh, rep, d).transpose(0, 2, 3, 1, 4).reshape(b, kvh, rep * tq, d)
+    qh = batch_reshape(batch_reshape(q, (b, tq, kvh, rep, d)).transpose(0, 2, 3, 1, 4), (b, kvh, rep * tq, d))
     kh, vh = k, v
     # Scores in float32 whatever the compute dtype; the scale is applied after the product, as HF does.
     scores = jnp.einsum("bgqd,bgkd->bgqk", qh, kh, preferred_element_type=jnp.float32) * scale
-    scores = scores.reshape(b, kvh, rep, tq, tk)
+    scores = batch_reshape(scores, (b, kvh, rep, tq, tk))
     # HF adds finfo.min to masked scores: s + min rounds to exactly min, so a fully masked row is uniform
     # (HF eager's values, never NaN). Adding, rather than selecting min, also keeps HF's gradient: d/ds = 1
     # through every score, which matters for those fully masked rows when their outputs reach a loss.
     scores = scores + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :, :]
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     kept = dropout(probs, dropout_rate, deterministic=deterministic, rng=rng)
-    out = jnp.einsum("bgqk,bgkd->bgqd", kept.reshape(b, kvh, rep * tq, tk), vh,
+    out = jnp.einsum("bgqk,bgkd->bgqd", batch_reshape(kept, (b, kvh, rep * tq, tk)), vh,
                      preferred_element_type=jnp.float32).astype(q.dtype)
-    out = out.reshape(b, kvh, rep, tq, d).transpose(0, 3, 1, 2, 4).reshape(b, tq, h, d)
-    return out, (probs.reshape(b, h, tq, tk) if return_probs else None)
+    out = batch_reshape(batch_reshape(out, (b, kvh, rep, tq, d)).transpose(0, 3, 1, 2, 4), (b, tq, h, d))
+    return out, (batch_reshape(probs, (b, h, tq, tk)) if return_probs else None)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.generation import GenerationConfig, decode_step, eos_array, prefill, process_scores, with_context
+from common.sharding import like, take
 
 NEG = -1.0e9  # HF's "excluded" score: added to scores, not a -inf, so sums stay finite
 
@@ -154,7 +155,7 @@ def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_
                                       cached_step=with_context(cached_step, context), length=t + n,
                                       cache_dtype=cache_dtype)
     expand = jnp.repeat(jnp.arange(b), k)
-    logits, cache, last_pos = logits[expand], reorder_cache(cache, expand), last_pos[expand]
+    logits, cache, last_pos = take(logits, expand), reorder_cache(cache, expand), take(last_pos, expand)
     # The encoder's context is the same for every beam of a prompt: expanded once, never reordered.
     cached_step = with_context(cached_step, None if context is None else reorder_cache(context, expand))
 
@@ -169,7 +170,8 @@ def beam_search_tokens(params, input_ids, attention_mask, context=None, *, init_
         logits, cache = decode_step(params, config, cached_step, tokens, last_pos, cache, logits,
                                     (i + 1 < n) & should_continue(state, settings),
                                     prepare=lambda c: reorder_cache(c, rows))
-        return i + 1, state, logits, cache, last_pos
+        # A loop's carry keeps its type (Explicit sharding included) from one iteration to the next.
+        return like((i + 1, state, logits, cache, last_pos), carry)
 
     def cond(carry):
         i, state = carry[:2]

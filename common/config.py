@@ -19,7 +19,8 @@ import dataclasses
 import json
 from typing import Any, ClassVar, Mapping
 
-ATTENTION_IMPLS = ("reference", "blocked", "pallas", "auto")
+from common.attention_impls import DENSE, AttentionSite, accepted_choices
+
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 COMPUTE_DTYPES = (None, "float32", "bfloat16", "float16")
 RUNTIME_FIELDS = ("attention_impl", "remat_policy", "compute_dtype", "scan_layers", "hf_extra")
@@ -68,12 +69,13 @@ class ZooConfig:
     """Base of every family config. Subclasses set ``model_type`` and add their own fields."""
 
     model_type: ClassVar[str] = ""
-    # The attention implementations this family's layers run (``attention_impl`` must be one of them).
-    attention_impls: ClassVar[tuple[str, ...]] = ATTENTION_IMPLS
+    # The kinds of attention this family's layers run (common.attention_impls); ``attention_impl`` must be a
+    # choice one of them runs.
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (DENSE,)
     # HF key -> our field name, for HF's attribute aliases (e.g. XLM's ``n_words`` -> ``vocab_size``).
     hf_aliases: ClassVar[Mapping[str, str]] = {}
 
-    attention_impl: str = "auto"  # each attention module resolves it for the platform (common.attention)
+    attention_impl: str = "auto"  # each attention site resolves it for the platform (common.attention_impls)
     remat_policy: str = "none"
     compute_dtype: str | None = None
     scan_layers: bool = True
@@ -89,6 +91,11 @@ class ZooConfig:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise config_error("compute_dtype", self.compute_dtype, f"one of {COMPUTE_DTYPES}")
         self.validate()
+
+    @property
+    def attention_impls(self) -> tuple[str, ...]:
+        """The ``attention_impl`` values this family accepts."""
+        return accepted_choices(self.attention_sites)
 
     def validate(self) -> None:
         """Family-specific checks; raise :func:`config_error` on a bad value."""

@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.sharding import like, replicate
+
 
 @dataclasses.dataclass(frozen=True)
 class GenerationConfig:
@@ -188,7 +190,9 @@ def prefill(params, config, input_ids, attention_mask, *, init_cache, cached_ste
     cache = init_cache(config, input_ids.shape[0], length, cache_dtype)
     positions = prompt_positions(attention_mask)
     logits, cache = cached_step(params, config, input_ids, attention_mask, positions, cache)
-    return logits, cache, positions[:, -1]
+    # The decoding bookkeeping (scores, chosen tokens, beams) is small: replicated, it mixes freely with the
+    # replicated sequences under Explicit mesh axes; the model's activations stay batch-split inside.
+    return replicate(logits), cache, replicate(positions[:, -1])
 
 
 def decode_step(params, config, cached_step, tokens, positions, cache, logits, run, prepare=None):
@@ -196,8 +200,10 @@ def decode_step(params, config, cached_step, tokens, positions, cache, logits, r
     set; otherwise return ``logits`` and ``cache`` as they are (the step after the last token would be
     wasted work). Returns (logits [R, V] float32, cache)."""
     def step(c):
-        c = prepare(c) if prepare is not None else c
-        return cached_step(params, config, tokens[:, None], jnp.ones_like(tokens)[:, None], positions[:, None], c)
+        prepared = prepare(c) if prepare is not None else c
+        out = cached_step(params, config, tokens[:, None], jnp.ones_like(tokens)[:, None], positions[:, None],
+                          prepared)
+        return like(out, (logits, c))  # both branches of the cond must have one type (Explicit sharding)
 
     return jax.lax.cond(run, step, lambda c: (logits, c), cache)
 
@@ -229,7 +235,8 @@ def generate_tokens(params, input_ids, attention_mask, key, context=None, *, ini
         finished = finished | jnp.isin(nxt, eos)
         last_pos = last_pos + 1
         logits, cache = decode_step(params, config, cached_step, nxt, last_pos, cache, logits, i + 1 < n)
-        return i + 1, seqs, finished, logits, cache, last_pos, key
+        # A loop's carry keeps its type (Explicit sharding included) from one iteration to the next.
+        return like((i + 1, seqs, finished, logits, cache, last_pos, key), state)
 
     def cond(state):
         i, _, finished = state[:3]

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from common import layers as L
 from common.losses import span_loss
+from common.sharding import BATCH, explicit_spec
 
 
 def classification_head(p, pooled, rate: float, *, deterministic: bool, rng=None):
@@ -27,3 +28,9 @@ def span_head(p, hidden, start_positions=None, end_positions=None):
     if start_positions is not None and end_positions is not None:
         loss = span_loss(start, end, start_positions, end_positions)
     return start, end, loss
+
+
+def choice_logits(scores, batch: int, choices: int):
+    """Multiple choice: the per-(example, choice) scores [batch * choices, 1] as logits [batch, choices]. Under
+    Explicit mesh axes the batch split moves onto the examples (JAX cannot infer a reshape of a split axis)."""
+    return jnp.reshape(scores, (batch, choices), out_sharding=explicit_spec((batch, choices), BATCH, None))

@@ -13,6 +13,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from common.sharding import explicit_spec, like, spec_of
+
 Params = dict
 
 
@@ -61,7 +63,8 @@ def matmul(x: jax.Array, w: jax.Array, *, transposed: bool = False) -> jax.Array
     x2 = x.reshape(rows, k)
     if rows == 1 and jax.default_backend() == "cpu":
         x2 = jnp.pad(x2, ((0, 1), (0, 0)))
-    y = jax.lax.dot_general(x2, w, _G_AT_WT if transposed else _X_AT_W, preferred_element_type=jnp.float32)
+    y = jax.lax.dot_general(x2, w, _G_AT_WT if transposed else _X_AT_W, preferred_element_type=jnp.float32,
+                            out_sharding=_rows_like(x2))
     return y[:rows].astype(x.dtype).reshape(*lead, out)
 
 
@@ -72,12 +75,22 @@ ROW_CHUNK_ABOVE = 4096
 ROW_CHUNK = 2048
 
 
+def _rows_like(x: jax.Array):
+    """out_sharding of a product over x [n, k]'s rows under Explicit mesh axes (None otherwise): the rows keep
+    x's split, the features are replicated. Under Explicit axes JAX cannot infer it (x's batch split and an
+    FSDP weight's split share the fsdp axis), and replicated features let the caller reshape them freely
+    (e.g. into heads that the tensor axis need not divide); the compiler gathers the weight (FSDP)."""
+    return explicit_spec(x, spec_of(x)[0], None)
+
+
 def _rows_in_chunks(x: jax.Array, w: jax.Array, dims) -> jax.Array:
     """dot_general(x [n, k], w, dims) contracting x's last axis, in blocks of ROW_CHUNK rows on CPU when n is
-    large; a single product otherwise (accelerators, small n)."""
+    large; a single product otherwise (accelerators, small n, and Explicit mesh axes, whose row split the
+    blocking would have to re-derive)."""
     n = x.shape[0]
-    if n <= ROW_CHUNK_ABOVE or jax.default_backend() != "cpu":
-        return jax.lax.dot_general(x, w, dims)
+    out_sharding = _rows_like(x)
+    if n <= ROW_CHUNK_ABOVE or jax.default_backend() != "cpu" or out_sharding is not None:
+        return jax.lax.dot_general(x, w, dims, out_sharding=out_sharding)
     blocks = -(-n // ROW_CHUNK)
     xp = jnp.pad(x, ((0, blocks * ROW_CHUNK - n), (0, 0))).reshape(blocks, ROW_CHUNK, x.shape[1])
     y = jax.lax.map(lambda xb: jax.lax.dot_general(xb, w, dims), xp)
@@ -104,8 +117,15 @@ def _matmul_2d_fwd(x, w):
 
 def _matmul_2d_bwd(res, g):
     x, w = res
-    return (_rows_in_chunks(g, w, _G_AT_WT),  # g @ w.T  -> [n, in]
-            jax.lax.dot_general(x, g, (((0,), (0,)), ((), ()))))  # x.T @ g -> [in, out]
+    # The input's cotangent has the input's own type (Explicit axes: its features may be split, the product's
+    # are not).
+    return (like(_rows_in_chunks(g, w, _G_AT_WT), x),  # g @ w.T  -> [n, in]
+            jax.lax.dot_general(x, g, (((0,), (0,)), ((), ())), out_sharding=_same_as(w)))  # x.T @ g -> [in, out]
+
+
+def _same_as(w: jax.Array):
+    """out_sharding of a weight's gradient: the weight's own sharding (its type under Explicit axes)."""
+    return explicit_spec(w, *spec_of(w))
 
 
 _matmul_2d.defvjp(_matmul_2d_fwd, _matmul_2d_bwd)
@@ -124,8 +144,8 @@ def _matmul_nt_2d_fwd(x, w):
 
 def _matmul_nt_2d_bwd(res, g):
     x, w = res
-    return (_rows_in_chunks(g, w, _X_AT_W),  # g @ w -> [n, in]
-            jax.lax.dot_general(g, x, (((0,), (0,)), ((), ()))))  # g.T @ x -> [out, in]
+    return (like(_rows_in_chunks(g, w, _X_AT_W), x),  # g @ w -> [n, in]
+            jax.lax.dot_general(g, x, (((0,), (0,)), ((), ())), out_sharding=_same_as(w)))  # g.T @ x -> [out, in]
 
 
 _matmul_nt_2d.defvjp(_matmul_nt_2d_fwd, _matmul_nt_2d_bwd)
@@ -144,7 +164,11 @@ def embed(p: Params, ids: jax.Array, dtype, padding_idx: int | None = None) -> j
 
     ``padding_idx`` mirrors torch's ``nn.Embedding(padding_idx=...)``: that row receives no gradient.
     """
-    x = jnp.take(p["embedding"], ids, axis=0).astype(dtype)
+    # Under Explicit mesh axes the rows follow the ids' (batch) split and the features are replicated: JAX
+    # cannot infer it when the table's feature split shares an axis with the batch split (FSDP).
+    rows = p["embedding"].at[ids].get(mode="fill", out_sharding=explicit_spec(ids.shape + (p["embedding"].shape[1],),
+                                                                             *spec_of(ids), None))
+    x = rows.astype(dtype)
     if padding_idx is not None:
         x = jnp.where((ids == padding_idx)[..., None], jax.lax.stop_gradient(x), x)
     return x
@@ -212,7 +236,7 @@ def dropout(x: jax.Array, rate: float, *, deterministic: bool, rng) -> jax.Array
         return x
     if rng is None:
         raise ValueError("dropout with deterministic=False needs an `rng` key")
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    keep = like(jax.random.bernoulli(rng, 1.0 - rate, x.shape), x)  # the mask takes x's sharding (Explicit axes)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 

@@ -50,11 +50,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.kernels.ops import on_accelerator, pallas_attention
+from common.attention_impls import SLIDING_WINDOW
+from common.kernels.ops import pallas_attention
 from common.layers import dense, dropout, fold_rng
-from common.sharding import BATCH, constrain
+from common.sharding import BATCH, constrain, replicate
+from common.validation import host_value, on_device
 
-IMPLEMENTATIONS = ("reference", "blocked", "pallas")
 PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
 
 _F32_MIN = float(jnp.finfo(jnp.float32).min)
@@ -76,21 +77,15 @@ def query_block(w: int, limit: int | None = None) -> int:
     return best if 4 * best >= limit else w
 
 
-def resolve_impl(impl: str) -> str:
-    """``auto``: the Pallas kernels on GPU and TPU, the blocked XLA implementation elsewhere."""
-    if impl == "auto":
-        return "pallas" if on_accelerator() else "blocked"
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"longformer attention implementation {impl!r} is unknown; "
-                         f"expected one of {IMPLEMENTATIONS + ('auto',)}")
-    return impl
-
-
 def count_max_num_global(attention_mask, global_mask) -> int:
-    """Host-side: the largest number of (non-padding) global tokens in any batch row (HF's
-    ``max_num_global_attn_indices``). attention_mask, global_mask: [B, T] bool, concrete."""
-    eff = np.asarray(global_mask, bool) & np.asarray(attention_mask, bool)
-    return int(eff.sum(axis=1).max()) if eff.size else 0
+    """The largest number of (non-padding) global tokens in any batch row (HF's ``max_num_global_attn_indices``),
+    as a Python int. attention_mask, global_mask: [B, T] bool or 0/1, concrete numpy or device arrays (then only
+    the count is read back)."""
+    attention_mask, global_mask = (m if on_device(m) else np.asarray(m) for m in (attention_mask, global_mask))
+    if global_mask.size == 0:
+        return 0
+    eff = global_mask.astype(bool) & attention_mask.astype(bool)
+    return int(host_value(eff.sum(axis=1).max()))
 
 
 def _is_concrete(*xs) -> bool:
@@ -161,8 +156,9 @@ def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate,
     qg = _global_queries(p, hidden, num_heads, idx, slot_valid)  # [B, heads, X, d]
     folded = idx.shape[1] * num_heads < h
     if folded:
-        wk = p["key_global"]["kernel"].astype(hidden.dtype).reshape(h, num_heads, d)
-        bk = p["key_global"]["bias"].astype(hidden.dtype).reshape(num_heads, d)
+        # The weights enter raw einsums here: gathered whole (a no-op outside Explicit mesh axes), as dense() does.
+        wk = replicate(p["key_global"]["kernel"]).astype(hidden.dtype).reshape(h, num_heads, d)
+        bk = replicate(p["key_global"]["bias"]).astype(hidden.dtype).reshape(num_heads, d)
         qk = jnp.einsum("bhxd,ehd->bhxe", qg, wk, **f32).astype(hidden.dtype)  # [B, heads, X, H]
         s = jnp.einsum("bhxe,bte->bhxt", qk, hidden, **f32) + jnp.einsum("bhxd,hd->bhx", qg, bk, **f32)[..., None]
     else:
@@ -174,8 +170,8 @@ def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate,
     probs = jax.nn.softmax(s, axis=-1).astype(hidden.dtype)
     probs = dropout(probs, rate, deterministic=deterministic, rng=rng)
     if folded:
-        wv = p["value_global"]["kernel"].astype(hidden.dtype).reshape(h, num_heads, d)
-        bv = p["value_global"]["bias"].astype(jnp.float32).reshape(num_heads, d)
+        wv = replicate(p["value_global"]["kernel"]).astype(hidden.dtype).reshape(h, num_heads, d)
+        bv = replicate(p["value_global"]["bias"]).astype(jnp.float32).reshape(num_heads, d)
         ph = jnp.einsum("bhxt,bte->bhxe", probs, hidden, **f32).astype(hidden.dtype)  # [B, heads, X, H]
         out = jnp.einsum("bhxe,ehd->bhxd", ph, wv, **f32)
         out = out + jnp.sum(probs.astype(jnp.float32), axis=-1)[..., None] * bv[None, :, None, :]
@@ -194,7 +190,7 @@ def longformer_self_attention(p, hidden, *, num_heads: int, one_sided_window: in
     global). T must be a multiple of 2 * one_sided_window. Returns (out [B, T, H], local_probs
     [B, heads, T, X + 2w + 1] or None, global_probs [B, heads, T, X] or None); see the module docstring.
     """
-    impl = resolve_impl(impl)
+    impl = SLIDING_WINDOW.resolve(impl)
     b, t, h = hidden.shape
     w = int(one_sided_window)
     if w < 1:

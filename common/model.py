@@ -47,6 +47,9 @@ class HeadSpec:
     encoder_context: Callable | None = None
     max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
     static_args: tuple[str, ...] = ()  # head-specific static arguments (e.g. Longformer's max_num_global)
+    # The family's (regex over the "/"-joined param path, PartitionSpec) pairs (see common.sharding): how
+    # from_pretrained(mesh=) places the params and how a sharded train step shards its state.
+    partition_rules: tuple = ()
 
 
 class Model:
@@ -72,6 +75,11 @@ class Model:
     @property
     def architecture(self) -> str:
         return self.spec.hf_class
+
+    @property
+    def partition_rules(self) -> tuple:
+        """The family's partition rules, e.g. for ``make_train_step(..., mesh=mesh, rules=model.partition_rules)``."""
+        return self.spec.partition_rules
 
     def __repr__(self) -> str:
         n = sum(x.size for x in jax.tree.leaves(self.params))

@@ -20,7 +20,6 @@ class BaseModelOutput:
     hidden_states: tuple | None = None
     attentions: tuple | None = None
     global_attentions: tuple | None = None
-    past_key_values: Any = None
 
 
 @flax.struct.dataclass
@@ -29,7 +28,6 @@ class CausalLMOutput:
     loss: Array | None = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
-    past_key_values: Any = None
 
 
 @flax.struct.dataclass
@@ -66,7 +64,6 @@ class Seq2SeqOutput:
     start_logits: Array | None = None
     end_logits: Array | None = None
     loss: Array | None = None
-    past_key_values: Any = None
     decoder_hidden_states: tuple | None = None
     decoder_attentions: tuple | None = None
     cross_attentions: tuple | None = None

@@ -7,9 +7,9 @@ has only that one; the other copies are dropped) and written.
 
 from __future__ import annotations
 
+from common.longformer_attention import PROJECTIONS
 from conversion.mapping import Rule, dense_rules
 from longformer_jax.config import LongformerConfig
-from longformer_jax.model import PROJECTIONS
 
 # Keys old checkpoints carry that are recomputed, not learned.
 IGNORED = (r"(.*\.)?embeddings\.position_ids", r"(.*\.)?embeddings\.token_type_ids")

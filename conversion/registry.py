@@ -22,11 +22,16 @@ class Architecture:
     rules: Callable  # (config, head) -> list[Rule]
     ignored: Callable  # (config, head) -> regexes of HF keys to drop on load
     backbone_prefix: str  # prefix of the backbone's keys in this head's state_dict
-    partition_rules: tuple  # (regex over param path, PartitionSpec) pairs, see common.sharding
 
     @property
     def head(self) -> str:
         return self.spec.head
+
+    @property
+    def partition_rules(self) -> tuple:
+        """(regex over param path, PartitionSpec) pairs, see common.sharding; carried by the HeadSpec (so by
+        every Model)."""
+        return self.spec.partition_rules
 
 
 def _llama(hf_class: str, head: str, forward, prefix: str, generative: bool = False) -> Architecture:
@@ -34,9 +39,8 @@ def _llama(hf_class: str, head: str, forward, prefix: str, generative: bool = Fa
                     init_cache=llama.init_cache if generative else None,
                     cached_step=llama.cached_step if generative else None,
                     reorder_cache=llama.reorder_cache if generative else None,
-                    max_positions=llama_inputs.max_positions)
-    return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix,
-                        LLAMA_RULES)
+                    max_positions=llama_inputs.max_positions, partition_rules=LLAMA_RULES)
+    return Architecture(spec, "llama", LlamaConfig, llama.init_params, llama_table.rules, llama_table.ignored, prefix)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -62,9 +66,10 @@ from longformer_jax.sharding import PARTITION_RULES as LONGFORMER_RULES  # noqa:
 
 def _longformer(hf_class: str, head: str, forward, prefix: str) -> Architecture:
     spec = HeadSpec(hf_class, head, forward, longformer_inputs.validate_inputs,
-                    max_positions=longformer_inputs.max_positions, static_args=("max_num_global",))
+                    max_positions=longformer_inputs.max_positions, static_args=("max_num_global",),
+                    partition_rules=LONGFORMER_RULES)
     return Architecture(spec, "longformer", LongformerConfig, longformer.init_params, longformer_table.rules,
-                        longformer_table.ignored, prefix, LONGFORMER_RULES)
+                        longformer_table.ignored, prefix)
 
 
 ARCHITECTURES.update({
@@ -97,8 +102,8 @@ def _led(hf_class: str, head: str, forward, prefix: str) -> Architecture:
                       encoder_context=led.encoder_context, decoding_params=led.decoding_params) \
         if head == "conditional_generation" else {}
     spec = HeadSpec(hf_class, head, forward, led_inputs.validate_inputs, max_positions=led_inputs.max_positions,
-                    static_args=("max_num_global",), **generation)
-    return Architecture(spec, "led", LEDConfig, led.init_params, led_table.rules, led_table.ignored, prefix, LED_RULES)
+                    static_args=("max_num_global",), partition_rules=LED_RULES, **generation)
+    return Architecture(spec, "led", LEDConfig, led.init_params, led_table.rules, led_table.ignored, prefix)
 
 
 ARCHITECTURES.update({
@@ -122,9 +127,9 @@ from lilt_jax.sharding import PARTITION_RULES as LILT_RULES  # noqa: E402
 
 
 def _lilt(hf_class: str, head: str, forward, prefix: str) -> Architecture:
-    spec = HeadSpec(hf_class, head, forward, lilt_inputs.validate_inputs, max_positions=lilt_inputs.max_positions)
-    return Architecture(spec, "lilt", LiltConfig, lilt.init_params, lilt_table.rules, lilt_table.ignored, prefix,
-                        LILT_RULES)
+    spec = HeadSpec(hf_class, head, forward, lilt_inputs.validate_inputs, max_positions=lilt_inputs.max_positions,
+                    partition_rules=LILT_RULES)
+    return Architecture(spec, "lilt", LiltConfig, lilt.init_params, lilt_table.rules, lilt_table.ignored, prefix)
 
 
 ARCHITECTURES.update({
@@ -150,8 +155,8 @@ def _xlm(hf_class: str, head: str, forward, prefix: str) -> Architecture:
     generation = dict(init_cache=xlm.init_cache, cached_step=xlm.cached_step, reorder_cache=xlm.reorder_cache) \
         if head == "with_lm_head" else {}
     spec = HeadSpec(hf_class, head, forward, xlm_inputs.validate_inputs, max_positions=xlm_inputs.max_positions,
-                    **generation)
-    return Architecture(spec, "xlm", XLMConfig, xlm.init_params, xlm_table.rules, xlm_table.ignored, prefix, XLM_RULES)
+                    partition_rules=XLM_RULES, **generation)
+    return Architecture(spec, "xlm", XLMConfig, xlm.init_params, xlm_table.rules, xlm_table.ignored, prefix)
 
 
 ARCHITECTURES.update({

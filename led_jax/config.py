@@ -10,15 +10,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from common.attention_impls import DENSE, SLIDING_WINDOW, AttentionSite
 from common.config import (ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error,
                            labels_from_hf)
 from common.layers import ACTIVATIONS
-from longformer_jax.config import SlidingWindowConfig
+from common.longformer_stack import SlidingWindowConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class LEDConfig(SlidingWindowConfig, ZooConfig):
     model_type: ClassVar[str] = "led"
+    # The encoder's layers run the chosen implementation; the decoder's self- and cross-attention are dense.
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (SLIDING_WINDOW, DENSE)
     hf_aliases: ClassVar[dict[str, str]] = {"hidden_size": "d_model", "num_attention_heads": "encoder_attention_heads",
                                             "attention_probs_dropout_prob": "attention_dropout",
                                             "initializer_range": "init_std", "num_hidden_layers": "encoder_layers"}

@@ -38,12 +38,11 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
     amask = out.get("attention_mask")
     gmask = out.get("global_attention_mask")
     if gmask is not None and amask is not None:
-        bad = np.argwhere((gmask == 1) & (amask == 0))
-        if len(bad):
-            raise ValueError(f"global_attention_mask marks padding position {tuple(int(i) for i in bad[0])} "
+        bad = V.first_true((gmask == 1) & (amask == 0))
+        if bad is not None:
+            raise ValueError(f"global_attention_mask marks padding position {bad} "
                              "(attention_mask is 0 there); global tokens must be real tokens")
-    out["max_num_global"] = count_max_num_global(np.ones((b, s), bool) if amask is None else amask.astype(bool),
-                                                 np.zeros((b, s), bool) if gmask is None else gmask.astype(bool))
+    out["max_num_global"] = 0 if gmask is None else count_max_num_global(gmask if amask is None else amask, gmask)
 
     # The decoder's length: its own ids, else the labels' (conditional generation) or input_ids' (shifted).
     dec = inputs.get("decoder_input_ids")
@@ -82,7 +81,7 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
     if head == "sequence_classification":
         # HF 4.x pools the decoder state at the last eos of each row and needs the same count in every row.
         eos = config.eos_token_ids[0] if config.eos_token_ids else None
-        counts = (ids == eos).sum(axis=1) if eos is not None else np.zeros(b, int)
+        counts = V.host_value((ids == eos).sum(axis=1)) if eos is not None else np.zeros(b, int)
         if (counts == 0).any() or len(set(counts.tolist())) > 1:
             raise ValueError(f"input_ids: sequence classification pools at the eos token (eos_token_id={eos}); "
                              f"every row needs the same number (>= 1) of them, got {counts.tolist()}")

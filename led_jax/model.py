@@ -31,12 +31,12 @@ import jax.numpy as jnp
 from common import layers as L
 from common.attention import attention, causal_mask
 from common.heads import classification_head, span_head
+from common.longformer_stack import encode_layers, init_layers, num_global_slots, pad_to_window
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import Seq2SeqOutput
 from common.remat import remat
-from common.sharding import BATCH, constrain
+from common.sharding import BATCH, constrain, like, take
 from led_jax.config import LEDConfig
-from longformer_jax.model import encode_layers, init_layers, num_global_slots, pad_to_window
 
 HEADS = ("model", "conditional_generation", "sequence_classification", "question_answering")
 ATTN_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -96,7 +96,8 @@ def compute_dtype(params, config: LEDConfig):
 def shift_tokens_right(ids, pad_token_id: int, decoder_start_token_id: int):
     """HF ``shift_tokens_right``: [B, T] -> [B, T] starting with decoder_start_token_id; -100 becomes pad."""
     ids = jnp.asarray(ids)
-    shifted = jnp.concatenate([jnp.full((ids.shape[0], 1), decoder_start_token_id, ids.dtype), ids[:, :-1]], 1)
+    # full_like: the start column takes ids' sharding (operands of a concatenate must agree under Explicit axes).
+    shifted = jnp.concatenate([jnp.full_like(ids[:, :1], decoder_start_token_id), ids[:, :-1]], 1)
     return jnp.where(shifted == -100, pad_token_id, shifted)
 
 
@@ -114,7 +115,7 @@ def encode(params, config: LEDConfig, input_ids, attention_mask=None, global_att
     p = params["encoder"]
     # LED's positions have no offset: row j is position j (HF cut BART's +2 rows).
     x = L.embed(params["shared"], ids, dtype, config.pad_token_id) + \
-        p["embed_positions"]["embedding"][: ids.shape[1]].astype(dtype)[None]
+        L.embed(p["embed_positions"], jnp.arange(ids.shape[1]), dtype)[None]  # a lookup: features replicated
     x = L.layer_norm(p["layernorm_embedding"], x, LN_EPS)
     x = L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0))
     return encode_layers(p["layers"], config, x, am, gm, x_slots, s, deterministic=deterministic,
@@ -167,7 +168,7 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
     start = 0 if cache is None else cache["index"]
     positions = start + jnp.arange(t)  # no offset, and not derived from the mask (HF)
     x = L.embed(params["shared"], decoder_input_ids, dtype, config.pad_token_id) + \
-        jnp.take(d["embed_positions"]["embedding"], positions, axis=0).astype(dtype)[None]
+        L.embed(d["embed_positions"], positions, dtype)[None]
     x = L.layer_norm(d["layernorm_embedding"], x, LN_EPS)
     x = constrain(L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0)), BATCH, None, None)
 
@@ -176,7 +177,7 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
         # HF builds no causal mask for a single token: it then attends to itself whatever its mask says.
         self_mask = causal_mask(new_valid, jnp.arange(t)) if t > 1 else jnp.ones((b, 1, 1), bool)
     else:
-        key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_valid, (0, start))
+        key_valid = jax.lax.dynamic_update_slice(cache["valid"], like(new_valid, cache["valid"]), (0, start))
         self_mask = causal_mask(key_valid, start + jnp.arange(t))
     cross = cross_kv(params, config, encoder_hidden) if context is None else (context["cross_k"], context["cross_v"])
     s = cross[0][0].shape[2]
@@ -191,8 +192,8 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
         r = None if layer_rng is None else jax.random.fold_in(layer_rng, i)
         k, v = _heads(L.dense(p["self_attn"]["k_proj"], h), n), _heads(L.dense(p["self_attn"]["v_proj"], h), n)
         if ck is not None:
-            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, start, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, start, 0, 0))
+            ck = jax.lax.dynamic_update_slice(ck, like(k.astype(ck.dtype), ck), (0, start, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, like(v.astype(cv.dtype), cv), (0, start, 0, 0))
             k, v = ck.astype(dtype), cv.astype(dtype)
         a, self_probs = _attend(p["self_attn"], config, h, (k, v), self_mask, deterministic=deterministic,
                                 rng=L.fold_rng(r, 0), output_attentions=output_attentions)
@@ -283,7 +284,7 @@ def cached_step(params, config: LEDConfig, input_ids, attention_mask, position_i
 
 def reorder_cache(cache: dict, rows) -> dict:
     """Rows ``rows`` [N] of a cache or a context (beam search): every array but the write index is batch-first."""
-    return {name: x if name == "index" else jax.tree.map(lambda a: jnp.take(a, rows, axis=0), x)
+    return {name: x if name == "index" else jax.tree.map(lambda a: take(a, rows), x)
             for name, x in cache.items()}
 
 

@@ -5,6 +5,8 @@ Paths are "/"-joined param paths; stacked layers carry a leading (unsharded) lay
 
 from jax.sharding import PartitionSpec as P
 
+from common.sharding import STACKED_VECTORS
+
 PARTITION_RULES = (
     (r"shared/embedding|(encoder|decoder)/embed_positions/embedding", P(None, ("fsdp", "tensor"))),  # [V|P, H]
     (r"encoder/layers/attn/(query|key|value)(_global)?/kernel", P(None, "fsdp", "tensor")),  # column-parallel
@@ -23,4 +25,5 @@ PARTITION_RULES = (
     (r"classification_head/dense/kernel", P("fsdp", "tensor")),
     (r"(classification_head/out_proj|qa_outputs)/kernel", P("fsdp", None)),
     # norms, row-parallel biases, final_logits_bias and head biases: replicated
+    STACKED_VECTORS,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from common.attention_impls import DENSE, AttentionSite
 from common.config import ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error, labels_from_hf
 from common.layers import ACTIVATIONS
 
@@ -12,7 +13,7 @@ from common.layers import ACTIVATIONS
 @dataclasses.dataclass(frozen=True)
 class LiltConfig(ZooConfig):
     model_type: ClassVar[str] = "lilt"
-    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "auto")  # dense attention only (512-token inputs)
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (DENSE,)
 
     vocab_size: int = 30522
     hidden_size: int = 768

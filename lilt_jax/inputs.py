@@ -32,10 +32,9 @@ def check_boxes(bbox: Any, shape: tuple[int, ...], config: LiltConfig) -> np.nda
     high = min(BOX_MAX, config.max_2d_position_embeddings - 1)
     V.check_range("bbox", box, 0, high + 1)
     for lo, hi, names in ((0, 2, "x1 < x0"), (1, 3, "y1 < y0")):
-        bad = np.argwhere(box[..., hi] < box[..., lo])
-        if len(bad):
-            where = tuple(int(i) for i in bad[0])
-            raise ValueError(f"bbox at (batch, token) {where} is {box[where].tolist()}: {names}; boxes are "
+        where = V.first_true(box[..., hi] < box[..., lo])
+        if where is not None:
+            raise ValueError(f"bbox at (batch, token) {where} is {V.host_value(box[where]).tolist()}: {names}; boxes are "
                              "(x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
     return box.astype(np.int32)
 

@@ -41,9 +41,9 @@ from common.heads import classification_head, span_head
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, QuestionAnsweringOutput, SequenceClassifierOutput, TokenClassifierOutput
 from common.remat import remat
+from common.roberta import create_position_ids_from_input_ids, init_embeddings, pooler, roberta_embeddings
 from common.sharding import BATCH, constrain
 from lilt_jax.config import LiltConfig
-from longformer_jax.model import create_position_ids_from_input_ids, pooler, roberta_embeddings
 
 HEADS = ("model", "sequence_classification", "token_classification", "question_answering")
 BOX_TABLES = ("x_position_embeddings", "y_position_embeddings", "h_position_embeddings", "w_position_embeddings")
@@ -59,14 +59,9 @@ def init_params(config: LiltConfig, key, dtype=jnp.float32, head: str = "model")
     k_emb, k_layout, k_layers, k_pool, k_head = jax.random.split(key, 5)
     dense = functools.partial(L.init_dense, std=std, dtype=dtype, bias=True)
     embed = functools.partial(L.init_embedding, std=std, dtype=dtype)
-    ke, kl = jax.random.split(k_emb, 3), jax.random.split(k_layout, 6)
+    kl = jax.random.split(k_layout, 6)
     params = {
-        "embeddings": {
-            "word_embeddings": embed(ke[0], c.vocab_size, h),
-            "position_embeddings": embed(ke[1], c.max_position_embeddings, h),
-            "token_type_embeddings": embed(ke[2], c.type_vocab_size, h),
-            "layer_norm": L.init_layer_norm(h, dtype),
-        },
+        "embeddings": init_embeddings(k_emb, c, dtype),
         "layout_embeddings": {
             **{name: embed(kl[j], c.max_2d_position_embeddings, h // 6) for j, name in enumerate(BOX_TABLES)},
             "box_position_embeddings": embed(kl[4], c.max_position_embeddings, hl),
@@ -204,6 +199,7 @@ def encoder(params, config: LiltConfig, input_ids, bbox=None, attention_mask=Non
         return (text, layout), (text if output_hidden_states else None, probs)
 
     n = config.num_hidden_layers
+    text, layout = constrain(text, BATCH, None, None), constrain(layout, BATCH, None, None)  # as the layers' carry
     (last, _), (per_layer, probs) = jax.lax.scan(remat(body, config.remat_policy), (text, layout),
                                                  (params["layers"], jnp.arange(n)),
                                                  unroll=1 if config.scan_layers else n)

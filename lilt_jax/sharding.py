@@ -3,9 +3,11 @@ both streams. Paths are "/"-joined param paths; stacked layers carry a leading (
 
 from jax.sharding import PartitionSpec as P
 
+from common.sharding import STACKED_VECTORS
+
 PARTITION_RULES = (
     (r"embeddings/(word|position|token_type)_embeddings/embedding", P(None, ("fsdp", "tensor"))),  # [V|P|T, H]
-    (r"layout_embeddings/\w+_embeddings/embedding", P(None, None)),  # small [B2, H/6] and [P, Hl] tables
+    (r"layout_embeddings/\w+_embeddings/embedding", P(None, ("fsdp", "tensor"))),  # small [B2, H/6], [P, Hl]
     (r"layout_embeddings/box_linear_embeddings/kernel", P("fsdp", None)),  # [H, Hl]
     (r"layers/attn/(layout_)?(query|key|value)/kernel", P(None, "fsdp", "tensor")),  # column-parallel
     (r"layers/attn/(layout_)?(query|key|value)/bias", P(None, "tensor")),
@@ -16,4 +18,5 @@ PARTITION_RULES = (
     (r"(pooler|classifier)/dense/kernel", P("fsdp", "tensor")),  # [H, H]
     (r"(classifier/out_proj|classifier|qa_outputs)/kernel", P("fsdp", None)),  # [H, labels]
     # norms, row-parallel biases and head biases: replicated
+    STACKED_VECTORS,
 )

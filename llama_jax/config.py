@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from common.attention_impls import CAUSAL, DENSE, AttentionSite
 from common.config import ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error, labels_from_hf
 from common.layers import ACTIVATIONS
 from common.rope import RopeConfig
@@ -13,7 +14,7 @@ from common.rope import RopeConfig
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig(ZooConfig):
     model_type: ClassVar[str] = "llama"
-    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "pallas", "auto")  # dense or the causal kernels
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (CAUSAL, DENSE)  # DENSE: cached decoding steps
 
     vocab_size: int = 32000
     hidden_size: int = 4096

@@ -31,7 +31,7 @@ from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOu
                             TokenClassifierOutput)
 from common.remat import remat
 from common.rope import apply_rope, rope_cos_sin
-from common.sharding import BATCH, constrain
+from common.sharding import BATCH, constrain, like, take
 from llama_jax.config import LlamaConfig
 
 HEADS = ("model", "causal_lm", "sequence_classification", "token_classification", "question_answering")
@@ -133,7 +133,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     else:
         index = cache["index"]
         query_slots = index + jnp.arange(t)
-        key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_mask, (0, index))
+        key_valid = jax.lax.dynamic_update_slice(cache["valid"], like(new_mask, cache["valid"]), (0, index))
         mask = causal_mask(key_valid, query_slots)
         if position_ids is None:
             position_ids = jnp.broadcast_to(query_slots, (b, t))
@@ -142,13 +142,14 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     def layer(carry, xs):
         h, ck, cv = carry
         p, i = xs
-        kv = None
-        if cache is not None:
-            def kv(k, v):
-                nonlocal ck, cv
-                ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (i, 0, index, 0, 0))
-                cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (i, 0, index, 0, 0))
-                return ck[i].astype(dtype), cv[i].astype(dtype)
+        def write_cache(k, v):
+            """Write this step's keys/values into layer i's cache slots; attend over the whole cache."""
+            nonlocal ck, cv
+            ck = jax.lax.dynamic_update_slice(ck, like(k[None].astype(ck.dtype), ck), (i, 0, index, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, like(v[None].astype(cv.dtype), cv), (i, 0, index, 0, 0))
+            return ck[i].astype(dtype), cv[i].astype(dtype)
+
+        kv = write_cache if cache is not None else None
         a, probs = _attention_block(p["attn"], config, L.rms_norm(p["input_layernorm"], h, config.rms_norm_eps),
                                     cos, sin, kv, mask, deterministic=deterministic, rng=L.fold_rng(rng, i),
                                     output_attentions=output_attentions)
@@ -270,5 +271,5 @@ def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position
 def reorder_cache(cache: dict, beam_indices) -> dict:
     """Row i of the new cache is row beam_indices[i] of the old one (beam search's reordering, and the
     expansion of a prefilled cache to batch * num_beams rows). beam_indices: [N] int."""
-    return {"k": cache["k"][:, beam_indices], "v": cache["v"][:, beam_indices], "valid": cache["valid"][beam_indices],
-            "index": cache["index"]}
+    return {"k": take(cache["k"], beam_indices, axis=1), "v": take(cache["v"], beam_indices, axis=1),
+            "valid": take(cache["valid"], beam_indices), "index": cache["index"]}

@@ -5,6 +5,8 @@ Paths are "/"-joined param paths; stacked layers carry a leading (unsharded) lay
 
 from jax.sharding import PartitionSpec as P
 
+from common.sharding import STACKED_VECTORS
+
 PARTITION_RULES = (
     (r"embed_tokens/embedding", P(None, ("fsdp", "tensor"))),  # [V, H]: hidden split; a vocab split makes the gather reshard in full
     (r"layers/attn/(q_proj|k_proj|v_proj)/kernel", P(None, "fsdp", "tensor")),  # [L, H, heads*D]: column-parallel
@@ -16,4 +18,5 @@ PARTITION_RULES = (
     (r"lm_head/kernel", P("fsdp", "tensor")),  # [H, V]
     (r"(score|qa_outputs)/kernel", P("fsdp", None)),  # [H, labels]
     # norms, o/down biases and head biases: replicated
+    STACKED_VECTORS,
 )

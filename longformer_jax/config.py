@@ -5,49 +5,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from common.attention_impls import SLIDING_WINDOW, AttentionSite
 from common.config import (ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error,
                            labels_from_hf)
 from common.layers import ACTIVATIONS
-
-
-class SlidingWindowConfig:
-    """Mixin for configs with Longformer attention (Longformer, LED's encoder): ``attention_window`` is an int
-    (every layer) or one even, positive full window (2w) per layer of ``num_hidden_layers``."""
-
-    @property
-    def windows(self) -> tuple[int, ...]:
-        """The full attention window of every layer (HF's list form)."""
-        if isinstance(self.attention_window, int):
-            return (self.attention_window,) * self.num_hidden_layers
-        return tuple(self.attention_window)
-
-    @property
-    def max_window(self) -> int:
-        """Inputs are padded to a multiple of this (HF ``_pad_to_window_size``)."""
-        return max(self.windows)
-
-    def check_attention_window(self, layers_field: str = "num_hidden_layers") -> None:
-        window = self.attention_window
-        if isinstance(window, int) and not isinstance(window, bool):
-            windows = (window,)
-        elif isinstance(window, tuple):
-            if len(window) != self.num_hidden_layers:
-                raise config_error("attention_window", window,
-                                   f"an int or a list of {layers_field}={self.num_hidden_layers} ints")
-            windows = window
-        else:
-            raise config_error("attention_window", window, "an even positive int or a list of them, one per layer")
-        for w in windows:
-            if not isinstance(w, int) or isinstance(w, bool) or w < 2 or w % 2:
-                raise config_error("attention_window", window, "even positive window sizes (each >= 2)")
-        if any(max(windows) % w for w in windows):
-            # HF pads to a multiple of max(window) and asserts every layer's window divides the padded length.
-            raise config_error("attention_window", window, "windows that each divide the largest one")
+from common.longformer_stack import SlidingWindowConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class LongformerConfig(SlidingWindowConfig, ZooConfig):
     model_type: ClassVar[str] = "longformer"
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (SLIDING_WINDOW,)
 
     # An int (every layer) or a tuple with one even, positive window per layer (HF's full window, 2w).
     attention_window: int | tuple[int, ...] = 512

@@ -39,26 +39,24 @@ def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any])
 
     # A global flag on padding is a caller bug (HF silently ignores it): say so rather than guess.
     if out.get("global_attention_mask") is not None and out.get("attention_mask") is not None:
-        bad = np.argwhere((out["global_attention_mask"] == 1) & (out["attention_mask"] == 0))
-        if len(bad):
-            raise ValueError(f"global_attention_mask marks padding position {tuple(int(i) for i in bad[0])} "
+        bad = V.first_true((out["global_attention_mask"] == 1) & (out["attention_mask"] == 0))
+        if bad is not None:
+            raise ValueError(f"global_attention_mask marks padding position {bad} "
                              "(attention_mask is 0 there); global tokens must be real tokens")
 
     # The static number of global slots, as HF counts it (global AND attended, max over the (flattened) batch).
     gmask = out.get("global_attention_mask")
     if gmask is None and head in ("sequence_classification", "question_answering", "multiple_choice"):
         if head != "sequence_classification":
-            seps = (ids == config.sep_token_id).sum(axis=-1)
+            seps = V.host_value((ids == config.sep_token_id).sum(axis=-1))
             if (seps != 3).any():
                 raise ValueError(f"input_ids: without a global_attention_mask, {head} puts global attention on the "
                                  f"question, which needs exactly 3 sep tokens (sep_token_id={config.sep_token_id}) "
                                  f"in every row; got counts {seps.reshape(-1).tolist()}; pass global_attention_mask")
         gmask = default_global_attention_mask(config, head, ids)
     amask = out.get("attention_mask")
-    amask = np.ones(shape, bool) if amask is None else amask.astype(bool)
-    gmask = np.zeros(shape, bool) if gmask is None else np.asarray(gmask, bool)
-    x = count_max_num_global(amask.reshape(-1, t), gmask.reshape(-1, t))
-    out["max_num_global"] = int(x)
+    out["max_num_global"] = 0 if gmask is None else count_max_num_global(
+        gmask.reshape(-1, t) if amask is None else amask.reshape(-1, t), gmask.reshape(-1, t))
 
     b = shape[0]
     if inputs.get("labels") is not None:

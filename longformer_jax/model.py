@@ -36,18 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import layers as L
-from common.longformer_attention import count_max_num_global, longformer_self_attention
-from common.heads import classification_head, span_head
+from common.longformer_stack import encode_layers, init_layers, num_global_slots, pad_to_window
+from common.heads import choice_logits, classification_head, span_head
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
-from common.remat import remat
-from common.sharding import BATCH, constrain
+from common.roberta import init_embeddings, pooler, roberta_embeddings
 from longformer_jax.config import LongformerConfig
 
 HEADS = ("model", "masked_lm", "sequence_classification", "multiple_choice", "token_classification",
          "question_answering")
-PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
 
 
 # ------------------------------------------------------------------------------------------- init
@@ -60,14 +58,8 @@ def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "m
     k_emb, k_layers, k_pool, k_head = jax.random.split(key, 4)
     dense = functools.partial(L.init_dense, std=std, dtype=dtype)
 
-    ke = jax.random.split(k_emb, 3)
     params = {
-        "embeddings": {
-            "word_embeddings": L.init_embedding(ke[0], c.vocab_size, h, std=std, dtype=dtype),
-            "position_embeddings": L.init_embedding(ke[1], c.max_position_embeddings, h, std=std, dtype=dtype),
-            "token_type_embeddings": L.init_embedding(ke[2], c.type_vocab_size, h, std=std, dtype=dtype),
-            "layer_norm": L.init_layer_norm(h, dtype),
-        },
+        "embeddings": init_embeddings(k_emb, c, dtype),
         "layers": init_layers(k_layers, h, i, n, std, dtype),
     }
     if head in ("model", "multiple_choice"):
@@ -88,22 +80,6 @@ def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "m
     elif head == "question_answering":
         params["qa_outputs"] = dense(kh[0], h, 2, bias=True)
     return params
-
-
-def init_layers(key, h: int, i: int, n: int, std: float, dtype) -> dict:
-    """n stacked Longformer layers (also LED's encoder layers): every leaf has a leading [n] axis."""
-    dense = functools.partial(L.init_dense, std=std, dtype=dtype)
-
-    def one_layer(k):
-        ks = jax.random.split(k, 9)
-        return {
-            "attn": {name: dense(ks[j], h, h, bias=True) for j, name in enumerate(PROJECTIONS)},
-            "attn_output": {"dense": dense(ks[6], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
-            "intermediate": {"dense": dense(ks[7], h, i, bias=True)},
-            "output": {"dense": dense(ks[8], i, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype)},
-        }
-
-    return jax.vmap(one_layer)(jax.random.split(key, n))
 
 
 # ------------------------------------------------------------------------------ global-attention masks
@@ -132,58 +108,10 @@ def default_global_attention_mask(config: LongformerConfig, head: str, input_ids
     return None
 
 
-def num_global_slots(max_num_global, attention_mask, global_mask) -> int:
-    """The static number of global slots: the given int, or counted from concrete (non-traced) masks."""
-    if max_num_global is None:
-        if isinstance(attention_mask, jax.core.Tracer) or isinstance(global_mask, jax.core.Tracer):
-            raise ValueError("under jit, pass max_num_global as a static int (count_max_num_global of the masks, "
-                             "as validate_inputs computes it): the number of global slots must be static")
-        return count_max_num_global(np.asarray(attention_mask), np.asarray(global_mask))
-    return int(max_num_global)
-
-
 # ---------------------------------------------------------------------------------------- blocks
 def compute_dtype(params, config: LongformerConfig):
     return jnp.dtype(config.compute_dtype) if config.compute_dtype else \
         params["embeddings"]["word_embeddings"]["embedding"].dtype
-
-
-def create_position_ids_from_input_ids(input_ids, padding_idx: int):
-    """RoBERTa positions: padding_idx + 1 + (count of non-pad tokens so far) for real tokens, padding_idx for pads."""
-    mask = (input_ids != padding_idx).astype(jnp.int32)
-    return jnp.cumsum(mask, axis=1) * mask + padding_idx
-
-
-def roberta_embeddings(p, config, input_ids, token_type_ids, position_ids, dtype, *, deterministic, rng):
-    """RoBERTa embeddings (Longformer, LiLT's text stream): word + position + token type, layer norm, dropout.
-    input_ids, token_type_ids, position_ids (None: from the pads): [B, T] -> [B, T, H]."""
-    if position_ids is None:
-        position_ids = create_position_ids_from_input_ids(input_ids, config.pad_token_id)
-    x = (L.embed(p["word_embeddings"], input_ids, dtype, config.pad_token_id)
-         + L.embed(p["position_embeddings"], position_ids, dtype, config.pad_token_id)
-         + L.embed(p["token_type_embeddings"], token_type_ids, dtype))
-    x = L.layer_norm(p["layer_norm"], x, config.layer_norm_eps)
-    return L.dropout(x, config.hidden_dropout_prob, deterministic=deterministic, rng=rng)
-
-
-def _layer(p, config: LongformerConfig, h, window: int, attention_mask, global_mask, x_slots: int, *,
-           deterministic, rng, output_attentions):
-    """One LongformerLayer. h: [B, T, H] (T a multiple of window). Returns (h, local_probs, global_probs)."""
-    drop = functools.partial(L.dropout, rate=config.hidden_dropout_prob, deterministic=deterministic)
-    a, local_probs, global_probs = longformer_self_attention(
-        p["attn"], h, num_heads=config.num_attention_heads, one_sided_window=window // 2,
-        attention_mask=attention_mask, global_mask=global_mask, impl=config.attention_impl,
-        dropout_rate=config.attention_probs_dropout_prob, deterministic=deterministic, rng=L.fold_rng(rng, 0),
-        output_attentions=output_attentions, max_num_global=x_slots)
-    a = drop(L.dense(p["attn_output"]["dense"], a), rng=L.fold_rng(rng, 1))
-    h = L.layer_norm(p["attn_output"]["layer_norm"], a + h, config.layer_norm_eps)
-    inter = L.activation(config.hidden_act)(L.dense(p["intermediate"]["dense"], h))
-    # LED's encoder layer drops out after the activation too (Longformer has no such rate).
-    inter = L.dropout(inter, getattr(config, "activation_dropout", 0.0), deterministic=deterministic,
-                      rng=L.fold_rng(rng, 3))
-    out = drop(L.dense(p["output"]["dense"], inter), rng=L.fold_rng(rng, 2))
-    h = L.layer_norm(p["output"]["layer_norm"], out + h, config.layer_norm_eps)
-    return constrain(h, BATCH, None, None), local_probs, global_probs
 
 
 def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, global_attention_mask=None,
@@ -211,71 +139,6 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
     return encode_layers(params["layers"], config, x, attention_mask, global_mask, x_slots, t,
                          deterministic=deterministic, rng=L.fold_rng(rng, 1),
                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-
-
-def pad_to_window(config, pad_value: int, input_ids, *arrays):
-    """Right-pad [B, T] arrays to a multiple of config.max_window (HF ``_pad_to_window_size``): input_ids with
-    ``pad_value``, the others (masks, token types) with 0. Returns the padded arrays in the same order."""
-    t = input_ids.shape[1]
-    pad = (config.max_window - t % config.max_window) % config.max_window
-    if not pad:
-        return (input_ids,) + arrays
-    right = ((0, 0), (0, pad))
-    return (jnp.pad(input_ids, right, constant_values=pad_value),) + tuple(
-        None if a is None else jnp.pad(a, right, constant_values=0) for a in arrays)
-
-
-def encode_layers(layers, config, x, attention_mask, global_mask, x_slots: int, t: int, *, deterministic=True,
-                  rng=None, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
-    """The Longformer layer stack (also LED's encoder). x: [B, Tp, H] embedded input, padded to the window;
-    attention_mask / global_mask: [B, Tp] bool (global already restricted to real tokens); t: the un-padded
-    length. Returns hidden_states / attentions cut back to t (global_attentions keep Tp, as HF)."""
-    x = constrain(x, BATCH, None, None)
-    windows = config.windows
-
-    def run(p, h, i, window):
-        return _layer(p, config, h, window, attention_mask, global_mask, x_slots, deterministic=deterministic,
-                      rng=None if rng is None else jax.random.fold_in(rng, i),
-                      output_attentions=output_attentions)
-
-    if len(set(windows)) == 1:
-        def body(h, xs):
-            p, i = xs
-            h, lp, gp = run(p, h, i, windows[0])
-            return h, (h if output_hidden_states else None, lp, gp)
-
-        n = config.num_hidden_layers
-        last, (per_layer, local, glob) = jax.lax.scan(remat(body, config.remat_policy), x, (layers, jnp.arange(n)),
-                                                      unroll=1 if config.scan_layers else n)
-        per_layer = [per_layer[j] for j in range(n)] if output_hidden_states else []
-        local = [local[j] for j in range(n)] if output_attentions else []
-        glob = [glob[j] for j in range(n)] if (output_attentions and glob is not None) else []
-    else:
-        # Different windows give layers different static shapes: unroll, slicing each layer's params.
-        h, per_layer, local, glob = x, [], [], []
-        for i, window in enumerate(windows):
-            p = jax.tree.map(lambda a, i=i: a[i], layers)
-            h, lp, gp = remat(lambda p, h, i=i, window=window: run(p, h, i, window), config.remat_policy)(p, h)
-            per_layer.append(h)
-            local.append(lp)
-            glob.append(gp)
-        last = h
-
-    hidden_states = None
-    if output_hidden_states:
-        hidden_states = tuple(s[:, :t] for s in [x] + list(per_layer))
-    attentions = global_attentions = None
-    if output_attentions:
-        attentions = tuple(a[:, :, :t] for a in local)
-        if x_slots:
-            global_attentions = tuple(glob)  # HF keeps the padded length here
-    return BaseModelOutput(last_hidden_state=last[:, :t], hidden_states=hidden_states, attentions=attentions,
-                           global_attentions=global_attentions)
-
-
-def pooler(p, hidden):
-    """BERT pooler: dense + tanh on the first token. hidden: [B, T, H] -> [B, H]."""
-    return jnp.tanh(L.dense(p["dense"], hidden[:, 0]))
 
 
 def _with_default_global(config, head, input_ids, global_attention_mask):
@@ -357,7 +220,7 @@ def longformer_multiple_choice(params, config, input_ids, attention_mask=None, g
                output_hidden_states, output_attentions)
     pooled = pooler(params["pooler"], out.last_hidden_state)
     pooled = L.dropout(pooled, config.hidden_dropout_prob, deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["classifier"], pooled).reshape(b, c)
+    logits = choice_logits(L.dense(params["classifier"], pooled), b, c)
     loss = cross_entropy(logits, labels) if labels is not None else None
     return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
                                     attentions=out.attentions, global_attentions=out.global_attentions)

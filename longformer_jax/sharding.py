@@ -5,6 +5,8 @@ Paths are "/"-joined param paths; stacked layers carry a leading (unsharded) lay
 
 from jax.sharding import PartitionSpec as P
 
+from common.sharding import STACKED_VECTORS
+
 PARTITION_RULES = (
     # [V|P|T, H]: hidden split; a vocab split makes the gather reshard in full
     (r"embeddings/(word|position|token_type)_embeddings/embedding", P(None, ("fsdp", "tensor"))),
@@ -18,4 +20,5 @@ PARTITION_RULES = (
     (r"lm_head/decoder/kernel", P("fsdp", "tensor")),  # [H, V] (untied only)
     (r"(classifier/out_proj|classifier|qa_outputs)/kernel", P("fsdp", None)),  # [H, labels]
     # norms, row-parallel biases and head biases: replicated
+    STACKED_VECTORS,
 )

@@ -1,4 +1,4 @@
-"""Helpers shared by the scale tests of the long-input families (Longformer, LED)."""
+"""Helpers shared by the scale tests: meshes of both axis kinds, sharded vs unsharded training, jit/grad."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import conversion
+from jax.sharding import AxisType
+
+from common.sharding import AXES, make_mesh
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 
 
@@ -17,16 +19,30 @@ def split_static(model, head: str, inputs: dict) -> tuple[dict, dict]:
     return data, static
 
 
-def assert_trains_sharded_like_unsharded(model, head: str, inputs: dict, mesh, steps: int = 6) -> None:
-    """Train ``steps`` steps through the common step, unsharded and on ``mesh`` by the family's rules (dropout
-    on): the losses agree at every step, the loss falls, and the params stay finite."""
-    arch = conversion.ARCHITECTURES[model.architecture]
+def mesh_of(kind: str, shape=(2, 2, 2)):
+    """A (data, fsdp, tensor) mesh: "explicit" as ``jax.make_mesh`` gives by default (Explicit axes), "auto" as
+    ``common.sharding.make_mesh`` gives (Auto axes)."""
+    if kind == "explicit":
+        mesh = jax.make_mesh(shape, AXES)
+        assert all(t == AxisType.Explicit for t in mesh.axis_types)  # JAX's default, which this kind stands for
+        return mesh
+    if kind == "auto":
+        return make_mesh(*shape)
+    raise ValueError(f"mesh kind {kind!r}: expected one of {MESH_KINDS}")
+
+
+MESH_KINDS = ("auto", "explicit")
+
+
+def train_steps(model, head: str, inputs: dict, mesh, steps: int, learning_rate: float = 3e-3):
+    """Run ``steps`` steps of the common train step (dropout on), unsharded and on ``mesh`` by the model's
+    partition rules, asserting the losses agree at every step. Returns (losses, plain state, sharded state)."""
     data, static = split_static(model, head, inputs)
     forward = lambda p, c, **kw: model.spec.forward(p, c, **kw, **static)  # noqa: E731
-    tx = make_optimizer(OptimizerConfig(learning_rate=3e-3, warmup_steps=0, total_steps=20, eps=1e-4))
+    tx = make_optimizer(OptimizerConfig(learning_rate=learning_rate, warmup_steps=0, total_steps=20, eps=1e-4))
     state = init_train_state(model.params, tx, jax.random.PRNGKey(0))
     plain = make_train_step(forward, model.config, tx, donate=False)
-    sharded = make_train_step(forward, model.config, tx, mesh=mesh, rules=arch.partition_rules, state_example=state,
+    sharded = make_train_step(forward, model.config, tx, mesh=mesh, rules=model.partition_rules, state_example=state,
                               donate=False)
     s_state = jax.device_put(state, sharded.shardings)
     losses = []
@@ -35,6 +51,13 @@ def assert_trains_sharded_like_unsharded(model, head: str, inputs: dict, mesh, s
         s_state, m2 = sharded(s_state, data)
         np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), atol=1e-5, rtol=1e-6)
         losses.append(float(m1["loss"]))
+    return losses, state, s_state
+
+
+def assert_trains_sharded_like_unsharded(model, head: str, inputs: dict, mesh, steps: int = 6) -> None:
+    """Train ``steps`` steps through the common step, unsharded and on ``mesh`` by the family's rules (dropout
+    on): the losses agree at every step, the loss falls, and the params stay finite."""
+    losses, state, _ = train_steps(model, head, inputs, mesh, steps)
     assert losses[-1] < losses[0], losses
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 

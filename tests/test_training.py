@@ -69,13 +69,12 @@ def test_every_matrix_is_sharded(tmp_path, mesh):
 @pytest.mark.parametrize("head", ["causal_lm", "sequence_classification", "question_answering"])
 def test_sharded_train_steps_equal_unsharded(tmp_path, mesh, head):
     model = conversion.from_pretrained(save_hf(hf_model(head, **SHARDABLE), tmp_path / head), progress=False)
-    arch = conversion.ARCHITECTURES[HF_CLASSES[head]]
     # eps 1e-4: some gradients are exactly zero in exact arithmetic (a span head's bias sees equal and opposite
     # pulls) and come out as +-1e-9 float noise, which Adam with a tiny eps would blow up to +-lr updates.
     tx = make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=1, total_steps=10, eps=1e-4))
     plain_step = make_train_step(model.spec.forward, model.config, tx, donate=False)
     state = init_train_state(model.params, tx, jax.random.PRNGKey(0))
-    sharded_step = make_train_step(model.spec.forward, model.config, tx, mesh=mesh, rules=arch.partition_rules,
+    sharded_step = make_train_step(model.spec.forward, model.config, tx, mesh=mesh, rules=model.partition_rules,
                                    state_example=state, donate=False)
     sharded_state = jax.device_put(state, sharded_step.shardings)
     assert sharded_state.opt_state[1][0].mu["layers"]["mlp"]["up_proj"]["kernel"].sharding.spec == \

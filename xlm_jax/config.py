@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Mapping
 
+from common.attention_impls import DENSE, AttentionSite
 from common.config import ZooConfig, check_positive_ints, check_rates, check_token_ids, config_error, labels_from_hf
 from common.layers import ACTIVATIONS
 
@@ -14,7 +15,7 @@ SUMMARY_TYPES = ("first", "last", "mean", "cls_index")  # HF's "attn" was never 
 @dataclasses.dataclass(frozen=True)
 class XLMConfig(ZooConfig):
     model_type: ClassVar[str] = "xlm"
-    attention_impls: ClassVar[tuple[str, ...]] = ("reference", "auto")  # dense attention only
+    attention_sites: ClassVar[tuple[AttentionSite, ...]] = (DENSE,)
     # transformers' attribute_map (and the original XLM names some checkpoints still carry).
     hf_aliases: ClassVar[Mapping[str, str]] = {
         "n_words": "vocab_size", "hidden_size": "emb_dim", "num_attention_heads": "n_heads",

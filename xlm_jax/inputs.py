@@ -93,13 +93,15 @@ def _squad_inputs(config: XLMConfig, inputs: dict[str, Any], batch: int, t: int)
     if inputs.get("is_impossible") is not None:
         arr = V.as_array("is_impossible", inputs["is_impossible"])
         V.check_shape("is_impossible", arr, (batch,), "[batch]")
-        if not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"is_impossible holds {arr[~np.isin(arr, (0, 1))][0]}: expected 0 or 1 per example")
+        bad = V.first_true((arr != 0) & (arr != 1))
+        if bad is not None:
+            raise ValueError(f"is_impossible holds {V.host_value(arr[bad]).item()}: expected 0 or 1 per example")
         out["is_impossible"] = arr.astype(np.float32)
     if inputs.get("p_mask") is not None:
         arr = V.as_array("p_mask", inputs["p_mask"])
         V.check_shape("p_mask", arr, (batch, t), "input_ids")
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or not np.all((arr >= 0) & (arr <= 1)):
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or \
+                V.first_true((arr < 0) | (arr > 1)) is not None:
             raise ValueError("p_mask must hold numbers in [0, 1] (1 = not an answer token)")
         out["p_mask"] = arr.astype(np.float32)
     training = out["start_positions"] is not None and out["end_positions"] is not None

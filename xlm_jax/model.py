@@ -35,12 +35,12 @@ import numpy as np
 
 from common import layers as L
 from common.attention import attention
-from common.heads import span_head
+from common.heads import choice_logits, span_head
 from common.losses import binary_cross_entropy_with_logits, cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput, \
     SquadHeadOutput, TokenClassifierOutput
 from common.remat import remat
-from common.sharding import BATCH, constrain
+from common.sharding import BATCH, constrain, like, take
 from xlm_jax.config import XLMConfig
 
 HEADS = ("model", "with_lm_head", "sequence_classification", "multiple_choice", "token_classification",
@@ -176,7 +176,7 @@ def encoder(params, config: XLMConfig, input_ids, attention_mask=None, langs=Non
     x = embed_tokens(params, config, input_ids, langs, token_type_ids, position_ids, dtype)
     x = L.layer_norm(params["layer_norm_emb"], x, config.layer_norm_eps)
     x = L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0))
-    x = x * mask[..., None].astype(x.dtype)
+    x = constrain(x * mask[..., None].astype(x.dtype), BATCH, None, None)  # the scan carry's sharding: the layers'
     layer_rng = L.fold_rng(rng, 1)
 
     def body(h, xs):
@@ -330,7 +330,7 @@ def xlm_multiple_choice(params, config, input_ids, attention_mask=None, langs=No
                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
     summary = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,
                                deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["logits_proj"], summary).reshape(b, c)
+    logits = choice_logits(L.dense(params["logits_proj"], summary), b, c)
     loss = cross_entropy(logits, labels) if labels is not None else None
     return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
                                     attentions=out.attentions)
@@ -394,11 +394,17 @@ def cached_step(params, config: XLMConfig, input_ids, attention_mask, position_i
     Causal configs read the keys up to each query, others every written slot; padding is masked in both."""
     t = input_ids.shape[1]
     at = cache["index"]
-    write = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x.astype(buf.dtype), at, axis=1)  # noqa: E731
+
+    def write(buf, x):  # like(): the update takes the buffer's sharding (Explicit mesh axes)
+        return jax.lax.dynamic_update_slice_in_dim(buf, like(x.astype(buf.dtype), buf), at, axis=1)
+
     ids, valid = write(cache["ids"], input_ids), write(cache["valid"], attention_mask.astype(bool))
     positions = write(cache["positions"], position_ids)
     slot = at + t
-    tail = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x[:, None].astype(buf.dtype), slot, 1)  # noqa
+
+    def tail(buf, x):
+        return jax.lax.dynamic_update_slice_in_dim(buf, like(x[:, None].astype(buf.dtype), buf), slot, 1)
+
     b = ids.shape[0]
     run_ids = tail(ids, jnp.full((b,), config.mask_token_id))
     run_valid = tail(valid, jnp.ones((b,), bool))
@@ -417,7 +423,7 @@ def cached_step(params, config: XLMConfig, input_ids, attention_mask, position_i
 
 def reorder_cache(cache: dict, rows) -> dict:
     """Rows ``rows`` [N] of the buffer (beam search); the write index is shared."""
-    return {name: x if name == "index" else jnp.take(x, rows, axis=0) for name, x in cache.items()}
+    return {name: x if name == "index" else take(x, rows) for name, x in cache.items()}
 
 
 __all__ = ["HEADS", "init_params", "encoder", "xlm_model", "xlm_with_lm_head", "xlm_sequence_classification",

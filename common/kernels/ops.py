@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from common.kernels.flash import LAUNCHERS, Plan, block_sparse_attention
 from common.kernels.tables import Layout
-from common.sharding import BATCH, fitted_spec
+from common.sharding import BATCH, fitted_spec, reshard_explicit
 
 # Block sizes per launcher: TPU tiles are (8, 128)-aligned and large enough to amortise the per-step cost;
 # Triton wants powers of two, 64 fits head_dim 64 in registers. On a CPU the kernels only run interpreted
@@ -121,6 +121,8 @@ def pallas_attention(q, k, v, key_ok, *, scale: float, left: int | None = None, 
         # Query and kv heads must split alike (GQA groups stay whole), so "tensor" is used only if it divides both.
         kv_spec = fitted_spec(mesh, kp.shape, BATCH, "tensor", None, None)
         q_spec = P(kv_spec[0], kv_spec[1], None, None)
-        run = jax.shard_map(run, in_specs=(q_spec, kv_spec, kv_spec, P(kv_spec[0], None)), out_specs=q_spec,
-                            check_vma=False)
+        in_specs = (q_spec, kv_spec, kv_spec, P(kv_spec[0], None))
+        # Under Explicit axes the arguments' types must already be the shards' layout.
+        qp, kp, vp, okp = (reshard_explicit(x, spec) for x, spec in zip((qp, kp, vp, okp), in_specs))
+        run = jax.shard_map(run, in_specs=in_specs, out_specs=q_spec, check_vma=False)
     return run(qp, kp, vp, okp)[:, :, :tq]
