@@ -24,6 +24,9 @@ TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_he
             hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=64,
             type_vocab_size=2, attention_window=4, pad_token_id=1, bos_token_id=0, eos_token_id=2, sep_token_id=2,
             num_labels=3)
+# For the parity tests: init std 0.2, not HF's 0.02. At 0.02 every attention probability is ~1/keys (a swapped
+# query and key would go unseen) and the heads' logits ~0.05, a weak check at 1e-5 absolute; at 0.2 they are O(1).
+PARITY_INIT = dict(initializer_range=0.2)
 
 
 def hf_config(**overrides) -> transformers.LongformerConfig:

@@ -27,6 +27,9 @@ TINY = dict(vocab_size=99, emb_dim=32, n_layers=2, n_heads=4, n_langs=3, use_lan
             dropout=0.1, attention_dropout=0.1, gelu_activation=True, sinusoidal_embeddings=False, causal=False,
             num_labels=3, summary_type="last", summary_use_proj=True, start_n_top=4, end_n_top=3,
             layer_norm_eps=1e-12, pad_token_id=PAD, bos_token_id=0, eos_token_id=1, lang_id=1)
+# For the parity tests: linear init std 0.2, not HF's 0.02, at which every attention probability is ~1/keys (a
+# swapped query and key would go unseen); at 0.2 they are O(1).
+PARITY_INIT = dict(init_std=0.2)
 
 # Every config option real checkpoints use, one at a time on top of TINY.
 VARIANTS = {

@@ -28,6 +28,14 @@ def assert_close(ours, ref, mask=None, what="", atol=ATOL):
     assert diff.max() <= atol, f"{what}: max abs diff {diff.max():.3e} > {atol}"
 
 
+def assert_all_close(ours, ref, mask=None, what=""):
+    """assert_close on each pair of two sequences of arrays (hidden_states, attentions, ...), which must have
+    the same length: zip alone would stop at the shorter one and pass a missing layer."""
+    assert len(ours) == len(ref), f"{what}: {len(ours)} arrays != {len(ref)}"
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert_close(a, b, mask, f"{what}[{i}]")
+
+
 def perturb_norms_and_biases(model: torch.nn.Module) -> torch.nn.Module:
     """Random init leaves norms at 1 and biases (and BART-style final_logits_bias buffers) at 0: add noise to
     them, in place, so that the mapping of every tensor is tested."""

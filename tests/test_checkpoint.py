@@ -214,6 +214,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         ckpt.wait()
         assert not [n for n in os.listdir(directory) if "tmp" in n], os.listdir(directory)
     ckpt.close()
+    assert child_losses is not None and len(child_losses) == SAVE_AT and len(rest) == N_STEPS - step
     for i, (x, y) in enumerate(zip(child_losses, ref_losses[:SAVE_AT])):
         assert np.array_equal(x, y), (i, x, y)
     for i, (x, y) in enumerate(zip(rest, ref_losses[step:]), start=step):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,6 +122,8 @@ def test_kernel_matches_dense(case, launcher):
     (_, got), g_got = jax.jit(jax.value_and_grad(lambda *a: loss(kernel, *a), argnums, has_aux=True))(q, k, v, *diff)
     (_, want), g_want = jax.value_and_grad(lambda *a: loss(dense_oracle, *a), argnums, has_aux=True)(q, k, v, *diff)
     assert np.abs(np.asarray(got) - np.asarray(want)).max() <= 1e-5
+    chex.assert_trees_all_equal_shapes_and_dtypes(g_got, g_want)
+    assert len(g_got) == len(argnums)
     for name, a, b in zip(("dq", "dk", "dv", "d global_k", "d global_v"), g_got, g_want):
         a, b = np.asarray(a), np.asarray(b)
         assert np.isfinite(a).all(), name
@@ -170,6 +173,7 @@ def test_longformer_layer_through_kernels(case):
     (_, got), g_got = loss("pallas")(params, hidden)
     assert np.abs(np.asarray(got) - np.asarray(want)).max() <= 1e-5
     assert np.all(np.asarray(got)[~am] == 0.0)
+    chex.assert_trees_all_equal_shapes_and_dtypes(g_got, g_want)  # same tree: the zip pairs every leaf
     for (path, a), bb in zip(jax.tree_util.tree_leaves_with_path(g_got), jax.tree_util.tree_leaves(g_want)):
         a, bb = np.asarray(a), np.asarray(bb)
         assert np.abs(a - bb).max() <= 1e-4 * max(1.0, np.abs(bb).max()), jax.tree_util.keystr(path)

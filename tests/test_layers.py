@@ -25,6 +25,7 @@ def test_row_chunked_matmul_matches_one_product(rows, transposed):
     g = rng.normal(size=(rows, 5)).astype(np.float32)
     ours = jax.grad(lambda x, w: jnp.sum(L.matmul(x, w, transposed=transposed) * g), argnums=(0, 1))(x, w)
     plain = jax.grad(lambda x, w: jnp.sum(jnp.dot(x, w.T if transposed else w) * g), argnums=(0, 1))(x, w)
+    assert len(ours) == len(plain) == 2
     for a, b in zip(ours, plain):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
     if transposed:  # the low-precision path (padded single rows on CPU) contracts the same axis

@@ -14,7 +14,7 @@ import transformers
 import conversion
 from tests import parity
 from tests.hf_lilt import HF_CLASSES, batch, hf_model, save_hf, torch_out
-from tests.parity import ATOL, assert_close
+from tests.parity import ATOL, assert_all_close, assert_close
 
 FIELDS = {"model": ("last_hidden_state", "pooler_output"), "sequence_classification": ("logits",),
           "token_classification": ("logits",), "question_answering": ("start_logits", "end_logits")}
@@ -28,11 +28,9 @@ def compare(head, got, ref, mask):
     for name in FIELDS[head]:
         assert_close(getattr(got, name), getattr(ref, name).numpy(), None, name)
     assert len(got.hidden_states) == len(ref.hidden_states) == 3
-    for i, (a, b) in enumerate(zip(got.hidden_states, ref.hidden_states)):
-        assert_close(a, b.numpy(), None, f"hidden_states[{i}]")
+    assert_all_close(got.hidden_states, ref.hidden_states, None, "hidden_states")
     assert len(got.attentions) == len(ref.attentions) == 2
-    for i, (a, b) in enumerate(zip(got.attentions, ref.attentions)):
-        assert_close(a, b.numpy(), None, f"attentions[{i}]")
+    assert_all_close(got.attentions, ref.attentions, None, "attentions")
 
 
 @pytest.mark.parametrize("head", sorted(HF_CLASSES))

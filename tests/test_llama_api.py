@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,16 +143,18 @@ def test_jit_grad_vmap(head):
     ref = fn(model.params, CONFIG, ids, mask)
 
     jitted = jax.jit(fn, static_argnums=1)(model.params, model.config, ids, mask)
+    chex.assert_trees_all_equal_shapes_and_dtypes(jitted, ref)  # same fields, so the zip pairs every one
     for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(ref)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
     grads = jax.grad(lambda p: loss_of(head, fn(p, model.config, ids, mask)))(model.params)
-    assert jax.tree.structure(grads) == jax.tree.structure(model.params)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, model.params)
+    chex.assert_tree_all_finite(grads)
     assert float(jnp.abs(grads["layers"]["attn"]["q_proj"]["kernel"]).sum()) > 0
 
     # vmap over examples equals the batched call (each example as its own batch of 1)
     per_example = jax.vmap(lambda i, m: fn(model.params, model.config, i[None], m[None]))(ids, mask)
+    chex.assert_trees_all_equal_structs(per_example, ref)
     for a, b in zip(jax.tree.leaves(per_example), jax.tree.leaves(ref)):
         np.testing.assert_allclose(np.asarray(a).reshape(np.shape(b)), b, atol=1e-5)
 

@@ -16,6 +16,11 @@ from tests.hf_llama import ROPES, hf_model, left_padded_batch, save_hf
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     hf = hf_model("causal_lm")
+    # The comparisons below can fail only if the continuations depend on the prompt: a model that emits one
+    # token whatever it reads would match any implementation that also ignores its input.
+    ids, mask = left_padded_batch()
+    free = hf_generate(hf, ids, mask, max_new_tokens=NEW, eos_token_id=None)[:, ids.shape[1]:]
+    assert len({tuple(row) for row in free}) == len(free) and len(np.unique(free)) >= NEW, free
     return hf, conversion.from_pretrained(save_hf(hf, tmp_path_factory.mktemp("gen")), progress=False)
 
 
@@ -25,12 +30,18 @@ def hf_generate(hf, ids, mask, **kw):
                            **kw).numpy()
 
 
-@pytest.mark.parametrize("lengths", [(7, 4, 5), (1, 6), (9,)])
+# Every generate call of this module decodes NEW tokens: settings are static under jit, so calls on the default
+# batch with the same settings reuse one compiled loop.
+NEW = 12
+
+
+# The default batch (odd lengths, left padding), then one row of a single token next to an unpadded row.
+@pytest.mark.parametrize("lengths", [(7, 4, 5), (1, 6, 9)])
 def test_greedy_matches_hf_left_padded(pair, lengths):
     hf, ours = pair
     ids, mask = left_padded_batch(lengths=lengths)
-    ref = hf_generate(hf, ids, mask, max_new_tokens=12)
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False)
+    ref = hf_generate(hf, ids, mask, max_new_tokens=NEW)
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False)
     np.testing.assert_array_equal(got, ref)
 
 
@@ -38,10 +49,10 @@ def test_greedy_eos_stops_and_pads_like_hf(pair):
     """Pick an EOS the model emits mid-way: finished rows get pad, and the loop stops when all are done."""
     hf, ours = pair
     ids, mask = left_padded_batch()
-    free = hf_generate(hf, ids, mask, max_new_tokens=12, eos_token_id=None)
+    free = hf_generate(hf, ids, mask, max_new_tokens=NEW, eos_token_id=None)
     eos = int(free[0, ids.shape[1] + 2])  # the third new token of row 0
-    ref = hf_generate(hf, ids, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
+    ref = hf_generate(hf, ids, mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0)
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0)
     np.testing.assert_array_equal(got, ref)
 
 
@@ -59,23 +70,25 @@ def test_mask_inferred_from_pad_like_hf(pair):
     hf, ours = pair
     ids, mask = left_padded_batch()
     with torch.no_grad():
-        ref = hf.generate(input_ids=torch.as_tensor(ids), do_sample=False, max_new_tokens=6).numpy()
-    np.testing.assert_array_equal(ours.generate(ids, max_new_tokens=6), ref)
+        ref = hf.generate(input_ids=torch.as_tensor(ids), do_sample=False, max_new_tokens=NEW).numpy()
+    np.testing.assert_array_equal(ours.generate(ids, max_new_tokens=NEW), ref)
 
 
 def test_sampling_is_seeded_and_bounded(pair):
     _, ours = pair
     ids, mask = left_padded_batch()
-    a = ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, seed=3)
-    b = ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, seed=3)
-    c = ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, seed=4, temperature=5.0)
+    # The seed is a traced argument: a, b and c share one compiled loop (temperature is checked against HF's
+    # warper in test_warpers_match_hf).
+    a = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, seed=3)
+    b = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, seed=3)
+    c = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, seed=4)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
-    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
-    np.testing.assert_array_equal(ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, top_k=1),
+    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False)
+    np.testing.assert_array_equal(ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, top_k=1),
                                   greedy)
     np.testing.assert_array_equal(
-        ours.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=True, top_p=1e-6), greedy)
+        ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True, top_p=1e-6), greedy)
 
 
 def test_warpers_match_hf():
@@ -86,7 +99,7 @@ def test_warpers_match_hf():
     ref = torch.as_tensor(logits)
     for w in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(10), TopPLogitsWarper(0.8)):
         ref = w(None, ref)
-    got = np.asarray(warp_logits(jnp.asarray(logits), s))
+    got = np.asarray(jax.jit(warp_logits, static_argnums=1)(jnp.asarray(logits), s))  # one compile, not one per op
     np.testing.assert_array_equal(np.isinf(got), np.isinf(ref.numpy()))
     finite = ~np.isinf(got)
     np.testing.assert_allclose(got[finite], ref.numpy()[finite], rtol=1e-6)
@@ -99,20 +112,26 @@ def test_sampling_distribution():
     logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
     s = GenerationConfig(do_sample=True, top_k=3)
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
-    draws = np.asarray(jax.vmap(lambda k: select_tokens(logits, s, k))(keys)).ravel()
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: select_tokens(logits, s, k)))(keys)).ravel()
     freq = np.bincount(draws, minlength=4) / draws.size
     np.testing.assert_allclose(freq, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0], atol=0.03)
 
 
-def test_generation_config_defaults(tmp_path):
+def test_generation_config_defaults(pair, tmp_path):
     """generation_config.json settings are used when the call leaves them unset (HF's precedence)."""
     import json
 
-    hf = hf_model("causal_lm")
-    d = save_hf(hf, tmp_path / "m")
+    hf, plain = pair
+    d = save_hf(hf, tmp_path / "m")  # the module's checkpoint: its calls reuse the loops compiled above
     (d / "generation_config.json").write_text(json.dumps({"do_sample": True, "top_k": 1, "eos_token_id": 2}))
     ours = conversion.from_pretrained(d, progress=False)
     ids, mask = left_padded_batch()
-    sampled_topk1 = ours.generate(ids, attention_mask=mask, max_new_tokens=5)
-    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    sampled_topk1 = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW)
+    greedy = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False)
     np.testing.assert_array_equal(sampled_topk1, greedy)
+    # top_k = 1 alone would make an ignored do_sample pass: with top_k overridden, the file's do_sample still
+    # samples (HF's top_k when set by the call), as the plain checkpoint does when asked to.
+    sampled = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, top_k=50, seed=3)
+    np.testing.assert_array_equal(sampled, plain.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=True,
+                                                          top_k=50, seed=3))
+    assert not np.array_equal(sampled, greedy)

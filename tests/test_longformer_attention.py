@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import re
 
+import chex
 import jax
 import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+import transformers.models.longformer.modeling_longformer as lf
+from transformers import LongformerConfig
+from transformers.masking_utils import create_bidirectional_mask
 
 from common import longformer_attention as LA
 from common.longformer_attention import PROJECTIONS, count_max_num_global, longformer_self_attention
-
-torch = pytest.importorskip("torch")
-lf = pytest.importorskip("transformers.models.longformer.modeling_longformer")
-from transformers import LongformerConfig  # noqa: E402
-from transformers.masking_utils import create_bidirectional_mask  # noqa: E402
 
 H, HEADS = 32, 4
 
@@ -190,14 +190,16 @@ def test_blocked_matches_reference(w, t, b, pad_lens, glob, extra, max_block, mo
                      for impl in ("reference", "blocked"))
 
     ((_, ref), g_ref), ((_, blk), g_blk) = both(params, hidden)
+    assert len(ref) == len(blk)
     for r, o in zip(ref, blk):
         if r is None:
             assert o is None and x == 0
             continue
         assert r.shape == o.shape and _close(o, r), (r.shape, _maxdiff(o, r))
     assert not any(np.isnan(np.asarray(o)).any() for o in blk if o is not None)
+    chex.assert_trees_all_equal_shapes_and_dtypes(g_blk, g_ref)  # same tree: the zip pairs every leaf
+    chex.assert_tree_all_finite(g_blk)
     for (path, r), o in zip(jax.tree_util.tree_leaves_with_path(g_ref), jax.tree_util.tree_leaves(g_blk)):
-        assert np.isfinite(np.asarray(o)).all(), path
         assert _close(o, r), (jax.tree_util.keystr(path), _maxdiff(o, r))
 
 

@@ -79,7 +79,8 @@ def test_new_head_from_masked_lm_checkpoint_is_opt_in(tmp_path):
     want = mlm.longformer.encoder.layer[1].output.dense.weight.detach().numpy().T
     np.testing.assert_array_equal(np.asarray(ours.params["layers"]["output"]["dense"]["kernel"][1]), want)
     w = np.asarray(ours.params["classifier"]["out_proj"]["kernel"])
-    assert w.shape == (32, 3) and 0.01 < w.std() < 0.03  # initializer_range 0.02, as init_params
+    std = ours.config.initializer_range  # the checkpoint's (tests/hf_longformer.py: 0.2), as init_params
+    assert w.shape == (32, 3) and 0.5 * std < w.std() < 1.5 * std, (w.std(), std)
     assert np.all(np.asarray(ours.params["classifier"]["out_proj"]["bias"]) == 0)
     ids, mask = qa_batch()
     assert np.isfinite(np.asarray(ours(input_ids=ids, attention_mask=mask).logits)).all()

@@ -17,8 +17,8 @@ import transformers
 
 import conversion
 from tests import parity
-from tests.hf_xlm import HF_CLASSES, PAD, VARIANTS, batch, hf_model, save_hf, torch_out
-from tests.parity import ATOL, assert_close
+from tests.hf_xlm import HF_CLASSES, PAD, PARITY_INIT, VARIANTS, batch, hf_model, save_hf, torch_out
+from tests.parity import ATOL, assert_all_close, assert_close
 
 FIELDS = {"model": ("last_hidden_state",), "with_lm_head": ("logits",), "sequence_classification": ("logits",),
           "multiple_choice": ("logits",), "token_classification": ("logits",),
@@ -28,7 +28,7 @@ SQUAD_INDICES = ("start_top_index", "end_top_index")
 
 
 def load_pair(tmp_path, head, **overrides):
-    return parity.load_pair(hf_model, save_hf, tmp_path, head, **overrides)
+    return parity.load_pair(hf_model, save_hf, tmp_path, head, **{**PARITY_INIT, **overrides})
 
 
 def inputs_for(head, **kw):
@@ -46,10 +46,9 @@ def compare(head, got, ref, flags=True):
             np.testing.assert_array_equal(np.asarray(getattr(got, name)), getattr(ref, name).numpy(), err_msg=name)
     if flags:
         assert len(got.hidden_states) == len(ref.hidden_states) == 3
-        for i, (a, b) in enumerate(zip(got.hidden_states, ref.hidden_states)):
-            assert_close(a, b.numpy(), None, f"hidden_states[{i}]")
-        for i, (a, b) in enumerate(zip(got.attentions, ref.attentions)):
-            assert_close(a, b.numpy(), None, f"attentions[{i}]")
+        assert_all_close(got.hidden_states, ref.hidden_states, None, "hidden_states")
+        assert len(got.attentions) == len(ref.attentions) == 2
+        assert_all_close(got.attentions, ref.attentions, None, "attentions")
 
 
 def squad_p_mask(mask):
