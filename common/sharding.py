@@ -229,6 +229,7 @@ def fitted_spec(mesh, shape: Sequence[int], *spec) -> P:
     fitted = []
     for dim, entry in zip(shape, spec):
         names = split_axes(mesh, entry) or ()
+        names = names if isinstance(names, tuple) else (names,)
         size = int(np.prod([mesh.shape[n] for n in names])) if names else 1
         fitted.append(names if names and dim % size == 0 else None)
     return P(*fitted)
