@@ -84,8 +84,9 @@ def count_max_num_global(attention_mask, global_mask) -> int:
     attention_mask, global_mask = (m if on_device(m) else np.asarray(m) for m in (attention_mask, global_mask))
     if global_mask.size == 0:
         return 0
-    eff = global_mask.astype(bool) & attention_mask.astype(bool)
-    return int(host_value(eff.sum(axis=1).max()))
+    with jax.ensure_compile_time_eval():  # concrete masks closed over by a function being traced stay concrete
+        eff = global_mask.astype(bool) & attention_mask.astype(bool)
+        return int(host_value(eff.sum(axis=1).max()))
 
 
 def _is_concrete(*xs) -> bool:
