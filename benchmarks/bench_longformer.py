@@ -145,7 +145,7 @@ def _xla_temp_bytes(model, ids, mask, global_mask) -> int | None:
     import numpy as np
 
     from common.longformer_attention import count_max_num_global
-    from longformer_jax.model import longformer_model
+    from longformer_jax import longformer_model
     x = count_max_num_global(mask.astype(bool), global_mask.astype(bool))
     fn = jax.jit(lambda p, i, m, g: longformer_model(p, model.config, i, m, g, max_num_global=x))
     try:

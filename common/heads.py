@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from common import layers as L
-from common.losses import span_loss
+from common.losses import cross_entropy, span_loss
+from common.outputs import QuestionAnsweringOutput, TokenClassifierOutput
 from common.sharding import BATCH, explicit_spec
+
+
+def init_classification_head(key, hidden: int, num_labels: int, std: float, dtype) -> dict:
+    """Params of ``classification_head``: dense [H, H] and out_proj [H, num_labels], both with biases."""
+    k_dense, k_out = jax.random.split(key)
+    return {"dense": L.init_dense(k_dense, hidden, hidden, std=std, bias=True, dtype=dtype),
+            "out_proj": L.init_dense(k_out, hidden, num_labels, std=std, bias=True, dtype=dtype)}
 
 
 def classification_head(p, pooled, rate: float, *, deterministic: bool, rng=None):
@@ -28,6 +37,20 @@ def span_head(p, hidden, start_positions=None, end_positions=None):
     if start_positions is not None and end_positions is not None:
         loss = span_loss(start, end, start_positions, end_positions)
     return start, end, loss
+
+
+def token_classification(p, hidden, labels, rate: float, *, deterministic: bool, rng=None) -> TokenClassifierOutput:
+    """Dropout, then a dense over every token: hidden [B, T, H] -> logits [B, T, num_labels]; loss: CE over
+    labels != -100 when labels are given."""
+    hidden = L.dropout(hidden, rate, deterministic=deterministic, rng=rng)
+    logits = L.dense(p, hidden)
+    return TokenClassifierOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
+
+
+def question_answering(p, hidden, inputs) -> QuestionAnsweringOutput:
+    """``span_head`` over hidden [B, T, H] with the head's start_positions / end_positions from ``inputs``."""
+    start, end, loss = span_head(p, hidden, inputs["start_positions"], inputs["end_positions"])
+    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss)
 
 
 def choice_logits(scores, batch: int, choices: int):

@@ -1,8 +1,8 @@
 """The user-facing model object: config + params + one head function, jit-compiled, inputs validated.
 
-``conversion.from_pretrained`` builds it; it is also easy to build by hand from ``init_params``::
+``conversion.from_pretrained`` builds it; it is also easy to build by hand from a family's ``init_params``::
 
-    model = Model(config, params, architecture="LlamaForCausalLM", family=FAMILIES["llama"])
+    model = Model(config, params, llama_jax.FAMILY.spec("causal_lm"))
     out = model(input_ids=ids, attention_mask=mask)
     seqs = model.generate(ids, max_new_tokens=16)
 """
@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,36 +19,14 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from common.beam_search import beam_search
+from common.family import HeadSpec
 from common.generation import GenerationConfig, generate
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
-# Arguments that are static under jit (Python values that shape the program); a head adds its own in
-# HeadSpec.static_args, which its input validator may compute on the host and return with the arrays.
-STATIC_ARGS = ("output_hidden_states", "output_attentions", "logits_to_keep", "deterministic")
-
-
-@dataclasses.dataclass(frozen=True)
-class HeadSpec:
-    """What the Model needs to know about one HF head class."""
-
-    hf_class: str
-    head: str  # e.g. "causal_lm"
-    forward: Callable  # f(params, config, **inputs, **flags) -> output pytree
-    validate_inputs: Callable  # (config, head, inputs dict) -> dict of numpy arrays
-    init_cache: Callable | None = None  # generation hooks (see common.generation)
-    cached_step: Callable | None = None
-    reorder_cache: Callable | None = None  # (cache, beam_indices [N]) -> cache of rows beam_indices; beam search
-    decoding_params: Callable | None = None  # (params, config) -> params for cached_step, once per generate call
-    # Encoder-decoder generation: (params, config, input_ids, attention_mask, <encoder inputs>) -> dict of arrays
-    # added to the decoder's cache (e.g. cross-attention keys/values); the decoder starts from
-    # decoder_start_token_id.
-    encoder_context: Callable | None = None
-    max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
-    static_args: tuple[str, ...] = ()  # head-specific static arguments (e.g. Longformer's max_num_global)
-    # The family's (regex over the "/"-joined param path, PartitionSpec) pairs (see common.sharding): how
-    # from_pretrained(mesh=) places the params and how a sharded train step shards its state.
-    partition_rules: tuple = ()
+# Arguments that are static under jit (Python values that shape the program); a family and a head add their own
+# (HeadSpec.static_args: e.g. max_num_global, which the input checks compute on the host, and logits_to_keep).
+STATIC_ARGS = ("output_hidden_states", "output_attentions", "deterministic")
 
 
 class Model:
@@ -66,11 +43,13 @@ class Model:
         self._static = tuple(name for name in static if name in sig)
         self._inputs = tuple(name for name in sig if name not in ("params", "config", "rng") + static)
         self._forward = jax.jit(spec.forward, static_argnames=("config",) + self._static)
-        if spec.encoder_context is not None:
-            sig = inspect.signature(spec.encoder_context).parameters
+        self._generation = spec.generation
+        if self._generation is not None and self._generation.encoder_context is not None:
+            encoder_context = self._generation.encoder_context
+            sig = inspect.signature(encoder_context).parameters
             self._encoder_static = tuple(name for name in static if name in sig)
             self._encoder_inputs = tuple(name for name in sig if name not in ("params", "config") + static)
-            self._encoder = jax.jit(spec.encoder_context, static_argnames=("config",) + self._encoder_static)
+            self._encoder = jax.jit(encoder_context, static_argnames=("config",) + self._encoder_static)
 
     @property
     def architecture(self) -> str:
@@ -91,7 +70,7 @@ class Model:
             raise ValueError(f"{self.architecture} got unexpected arguments {sorted(unknown)}; "
                              f"it takes {list(self._inputs) + list(self._static)}")
         flags = {k: kwargs.pop(k) for k in self._static if k in kwargs}
-        arrays = self.spec.validate_inputs(self.config, self.spec.head, kwargs)
+        arrays = self.spec.validate_inputs(self.config, kwargs)
         flags.update({k: arrays.pop(k) for k in list(arrays) if k in self._static})
         if not flags.get("deterministic", True) and rng is None:
             raise ValueError("deterministic=False (dropout on) needs an `rng` key")
@@ -136,10 +115,11 @@ class Model:
         then attends to every token).
         ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
         """
-        if self.spec.cached_step is None:
+        hooks = self._generation
+        if hooks is None:
             raise ValueError(f"{self.architecture} is not a generative head; generate() needs a causal LM or "
                              "a conditional-generation head")
-        seq2seq = self.spec.encoder_context is not None
+        seq2seq = hooks.encoder_context is not None
         allowed = tuple(n for n in self._encoder_inputs if n not in ("input_ids", "attention_mask")) if seq2seq else ()
         unknown = sorted(set(encoder_inputs) - set(allowed))
         if unknown:
@@ -162,13 +142,13 @@ class Model:
             # The decoder's prompt is checked as the decoder's input, so that the head's checks of the decoder
             # length apply to it rather than to input_ids.
             rows = np.shape(input_ids)[0] if np.ndim(input_ids) == 2 else 1
-            encoder_arrays = self.spec.validate_inputs(cfg, self.spec.head, dict(
+            encoder_arrays = self.spec.validate_inputs(cfg, dict(
                 encoder_inputs, input_ids=input_ids, attention_mask=attention_mask,
                 decoder_input_ids=np.full((rows, 1), start, np.int32)))
             ids = encoder_arrays.pop("decoder_input_ids")
             mask = np.ones_like(ids)
         else:
-            ids = self.spec.validate_inputs(cfg, self.spec.head, {"input_ids": input_ids})["input_ids"]
+            ids = self.spec.validate_inputs(cfg, {"input_ids": input_ids})["input_ids"]
         eos = eos_token_id if eos_token_id is not None else gc.get("eos_token_id", getattr(cfg, "eos_token_id", None))
         eos = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
         pad = pad_token_id if pad_token_id is not None else gc.get("pad_token_id", getattr(cfg, "pad_token_id", None))
@@ -202,7 +182,7 @@ class Model:
             (() if forced_eos is None else (forced_eos,)),
         )
         settings.validate(cfg.vocab_size)
-        if settings.num_beams > 1 and self.spec.reorder_cache is None:
+        if settings.num_beams > 1 and hooks.reorder_cache is None:
             raise ValueError(f"num_beams = {settings.num_beams} is not supported for {self.architecture} (its cache "
                              "cannot be reordered): expected 1")
         limit = self.spec.max_positions(cfg) if self.spec.max_positions else None
@@ -213,17 +193,17 @@ class Model:
         context = self._encoder_context(encoder_arrays) if seq2seq else None
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
-        hooks = dict(init_cache=self.spec.init_cache, cached_step=self.spec.cached_step,
-                     decoding_params=self.spec.decoding_params)
+        steps = dict(init_cache=hooks.init_cache, cached_step=hooks.cached_step,
+                     decoding_params=hooks.decoding_params)
         with self._mesh_context():
             if settings.num_beams > 1:
-                return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=self.spec.reorder_cache,
-                                   settings=settings, cache_dtype=dtype, context=context, **hooks)
+                return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=hooks.reorder_cache,
+                                   settings=settings, cache_dtype=dtype, context=context, **steps)
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
-                            cache_dtype=dtype, context=context, reorder_cache=self.spec.reorder_cache, **hooks)
+                            cache_dtype=dtype, context=context, reorder_cache=hooks.reorder_cache, **steps)
 
     def _encoder_context(self, arrays: dict):
-        """Run ``spec.encoder_context`` once on the validated encoder inputs."""
+        """Run the head's ``encoder_context`` once on the validated encoder inputs."""
         arrays = dict(arrays)
         flags = {k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static}
         if self.mesh is not None:

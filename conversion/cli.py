@@ -33,7 +33,7 @@ def cmd_generate(args) -> int:
 
     directory = resolve_directory(args.checkpoint)
     model = from_pretrained(directory, dtype=_dtype(args.dtype), progress=not args.quiet)
-    if model.spec.cached_step is None:
+    if model.spec.generation is None:
         raise SystemExit(f"error: {directory} holds a {model.architecture}, which does not generate text")
     tokenizer = LlamaTokenizer.from_pretrained(directory)
     batch = tokenizer(args.prompt)

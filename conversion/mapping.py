@@ -84,6 +84,26 @@ def dense_rules(hf: str, path: tuple[str, ...], *, bias: bool, on_backbone: bool
     return rules
 
 
+def layer_norm_rules(hf: str, path: tuple[str, ...], *, on_backbone: bool = True) -> list[Rule]:
+    """The weight (-> scale) and bias of one torch LayerNorm."""
+    return [Rule(f"{hf}.weight", path + ("scale",), "none", on_backbone),
+            Rule(f"{hf}.bias", path + ("bias",), "none", on_backbone)]
+
+
+@dataclasses.dataclass(frozen=True)
+class NameTable:
+    """A family's two-way name table: the backbone's rules, each head's own (keyed by the family's head names,
+    common.family.Head.name; the registry checks the two sets agree), and the keys a file may carry that are
+    dropped on load."""
+
+    backbone: Callable  # config -> list[Rule]
+    heads: dict  # head name -> (config -> list[Rule])
+    ignored: Callable  # (config, head name) -> regexes of HF keys (below nothing: full names) dropped on load
+
+    def rules(self, config, head: str) -> list[Rule]:
+        return self.backbone(config) + self.heads[head](config)
+
+
 def get_path(tree: dict, path: tuple[str, ...]):
     for key in path:
         tree = tree[key]

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
+from common.family import Head, checked_labels
 from common.longformer_attention import count_max_num_global
 from longformer_jax.config import LongformerConfig
-from longformer_jax.model import default_global_attention_mask
+from longformer_jax.model import DefaultGlobal
 
 
 def max_positions(config: LongformerConfig) -> int:
@@ -22,10 +23,10 @@ def max_positions(config: LongformerConfig) -> int:
     return config.max_position_embeddings
 
 
-def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+def validate_inputs(config: LongformerConfig, head: Head, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
     out: dict[str, np.ndarray] = {}
-    choice = head == "multiple_choice"
+    choice = head.label_kind == "choice"
     rank, layout = (3, "[batch, num_choices, seq]") if choice else (2, "[batch, seq]")
     ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size, rank, layout)
     out["input_ids"] = ids.astype(np.int32)
@@ -46,22 +47,18 @@ def validate_inputs(config: LongformerConfig, head: str, inputs: dict[str, Any])
 
     # The static number of global slots, as HF counts it (global AND attended, max over the (flattened) batch).
     gmask = out.get("global_attention_mask")
-    if gmask is None and head in ("sequence_classification", "question_answering", "multiple_choice"):
-        if head != "sequence_classification":
+    if gmask is None and isinstance(head.prepare, DefaultGlobal):
+        if head.prepare.from_question:
             seps = V.host_value((ids == config.sep_token_id).sum(axis=-1))
             if (seps != 3).any():
-                raise ValueError(f"input_ids: without a global_attention_mask, {head} puts global attention on the "
-                                 f"question, which needs exactly 3 sep tokens (sep_token_id={config.sep_token_id}) "
-                                 f"in every row; got counts {seps.reshape(-1).tolist()}; pass global_attention_mask")
-        gmask = default_global_attention_mask(config, head, ids)
+                raise ValueError(f"input_ids: without a global_attention_mask, {head.name} puts global attention on "
+                                 f"the question, which needs exactly 3 sep tokens (sep_token_id={config.sep_token_id})"
+                                 f" in every row; got counts {seps.reshape(-1).tolist()}; pass global_attention_mask")
+        gmask = head.prepare.rule(config, ids)
     amask = out.get("attention_mask")
     out["max_num_global"] = 0 if gmask is None else count_max_num_global(
         gmask.reshape(-1, t) if amask is None else amask.reshape(-1, t), gmask.reshape(-1, t))
 
-    b = shape[0]
-    if inputs.get("labels") is not None:
-        kind = {"sequence_classification": "sequence", "multiple_choice": "choice"}.get(head, "token")
-        classes = {"masked_lm": config.vocab_size, "multiple_choice": shape[1]}.get(head, config.num_labels)
-        out["labels"] = V.labels(inputs["labels"], kind, batch=b, token_shape=shape, classes=classes)
-    out.update(V.span_positions(inputs, b))
+    out.update(checked_labels(head, config, inputs, shape))
+    out.update(V.span_positions(inputs, shape[0]))
     return out

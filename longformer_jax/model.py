@@ -1,4 +1,5 @@
-"""Longformer as pure functions: ``init_params`` and one function per HF head class.
+"""Longformer as pure functions: the encoder (the family's backbone), its params' init, and what each head
+computes from the encoder's output (family.py declares the heads; common.family runs them).
 
 Param tree (L = num_hidden_layers, H = hidden, I = intermediate, V = vocab, P = max positions, T = type vocab):
 
@@ -14,9 +15,9 @@ Param tree (L = num_hidden_layers, H = hidden, I = intermediate, V = vocab, P = 
     classifier/{kernel, bias}          (multiple_choice [H, 1], token_classification [H, labels])
     qa_outputs/{kernel [H, 2], bias}   (question_answering)
 
-Every head function has the signature ``f(params, config, input_ids, attention_mask=None,
-global_attention_mask=None, token_type_ids=None, position_ids=None, <labels...>, max_num_global=None, *,
-deterministic=True, rng=None, output_hidden_states=False, output_attentions=False)``.
+Every head function (``longformer_jax.longformer_<head>``) has the signature ``f(params, config, input_ids,
+attention_mask=None, global_attention_mask=None, token_type_ids=None, position_ids=None, <labels...>,
+max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False)``.
 
 ``max_num_global`` fixes the number of global-attention slots (HF's data-dependent ``max_num_global_attn_indices``),
 which must be static: an int, or an array whose LENGTH is that number (``validate_inputs`` builds one on the
@@ -29,7 +30,9 @@ length (as HF).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,49 +40,61 @@ import numpy as np
 
 from common import layers as L
 from common.longformer_stack import encode_layers, init_layers, num_global_slots, pad_to_window
-from common.heads import choice_logits, classification_head, span_head
+from common.heads import (choice_logits, classification_head, init_classification_head, question_answering,
+                          token_classification)
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
 from common.roberta import init_embeddings, pooler, roberta_embeddings
 from longformer_jax.config import LongformerConfig
 
-HEADS = ("model", "masked_lm", "sequence_classification", "multiple_choice", "token_classification",
-         "question_answering")
-
 
 # ------------------------------------------------------------------------------------------- init
-def init_params(config: LongformerConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
-    """Random params with HF's init (normal(0, initializer_range), norms at 1, biases at 0)."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
-    c, std = config, config.initializer_range
-    h, i, n = c.hidden_size, c.intermediate_size, c.num_hidden_layers
-    k_emb, k_layers, k_pool, k_head = jax.random.split(key, 4)
-    dense = functools.partial(L.init_dense, std=std, dtype=dtype)
+def _dense(config: LongformerConfig):
+    return functools.partial(L.init_dense, std=config.initializer_range, bias=True)
 
-    params = {
-        "embeddings": init_embeddings(k_emb, c, dtype),
-        "layers": init_layers(k_layers, h, i, n, std, dtype),
-    }
-    if head in ("model", "multiple_choice"):
-        params["pooler"] = {"dense": dense(k_pool, h, h, bias=True)}
-    kh = jax.random.split(k_head, 2)
-    if head == "masked_lm":
-        params["lm_head"] = {"dense": dense(kh[0], h, h, bias=True), "layer_norm": L.init_layer_norm(h, dtype),
-                             "bias": jnp.zeros((c.vocab_size,), dtype)}
-        if not c.tie_word_embeddings:
-            params["lm_head"]["decoder"] = dense(kh[1], h, c.vocab_size, bias=False)
-    elif head == "sequence_classification":
-        params["classifier"] = {"dense": dense(kh[0], h, h, bias=True),
-                                "out_proj": dense(kh[1], h, c.num_labels, bias=True)}
-    elif head == "multiple_choice":
-        params["classifier"] = dense(kh[0], h, 1, bias=True)
-    elif head == "token_classification":
-        params["classifier"] = dense(kh[0], h, c.num_labels, bias=True)
-    elif head == "question_answering":
-        params["qa_outputs"] = dense(kh[0], h, 2, bias=True)
-    return params
+
+def init_backbone(key, config: LongformerConfig, dtype=jnp.float32) -> dict:
+    """The embeddings and the layer stack with HF's init (normal(0, initializer_range), norms at 1, biases 0)."""
+    k_emb, k_layers = jax.random.split(key)
+    return {"embeddings": init_embeddings(k_emb, config, dtype),
+            "layers": init_layers(k_layers, config.hidden_size, config.intermediate_size, config.num_hidden_layers,
+                                  config.initializer_range, dtype)}
+
+
+def init_pooler(key, config: LongformerConfig, dtype) -> dict:
+    h = config.hidden_size
+    return {"pooler": {"dense": _dense(config)(key, h, h, dtype=dtype)}}
+
+
+def init_lm_head(key, config: LongformerConfig, dtype) -> dict:
+    h, dense = config.hidden_size, _dense(config)
+    k_dense, k_decoder = jax.random.split(key)
+    head = {"dense": dense(k_dense, h, h, dtype=dtype), "layer_norm": L.init_layer_norm(h, dtype),
+            "bias": jnp.zeros((config.vocab_size,), dtype)}
+    if not config.tie_word_embeddings:
+        head["decoder"] = L.init_dense(k_decoder, h, config.vocab_size, std=config.initializer_range, bias=False,
+                                       dtype=dtype)
+    return {"lm_head": head}
+
+
+def init_classifier(key, config: LongformerConfig, dtype) -> dict:
+    return {"classifier": init_classification_head(key, config.hidden_size, config.num_labels,
+                                                   config.initializer_range, dtype)}
+
+
+def init_choice_head(key, config: LongformerConfig, dtype) -> dict:
+    k_pool, k_score = jax.random.split(key)
+    return {**init_pooler(k_pool, config, dtype),
+            "classifier": _dense(config)(k_score, config.hidden_size, 1, dtype=dtype)}
+
+
+def init_token_head(key, config: LongformerConfig, dtype) -> dict:
+    return {"classifier": _dense(config)(key, config.hidden_size, config.num_labels, dtype=dtype)}
+
+
+def init_span_head(key, config: LongformerConfig, dtype) -> dict:
+    return {"qa_outputs": _dense(config)(key, config.hidden_size, 2, dtype=dtype)}
 
 
 # ------------------------------------------------------------------------------ global-attention masks
@@ -89,23 +104,43 @@ def question_end_index(input_ids, sep_token_id: int):
     return xp.argmax(input_ids == sep_token_id, axis=-1)
 
 
-def default_global_attention_mask(config: LongformerConfig, head: str, input_ids):
-    """HF's automatic global attention when ``global_attention_mask`` is None, or None for heads without one.
-
-    sequence_classification: the first token (<s>). question_answering: every position before the first
-    </s> (HF ``_compute_global_attention_mask(before_sep_token=True)``). multiple_choice ([B, C, T] ids):
-    per choice, every position after first </s> + 1 (``before_sep_token=False``).
-    """
+def first_token_global(config: LongformerConfig, input_ids):
+    """sequence_classification's default: the first token (<s>) is global."""
     xp = jnp if isinstance(input_ids, jax.Array) else np
-    t = input_ids.shape[-1]
-    pos = xp.arange(t)
-    if head == "sequence_classification":
-        return xp.broadcast_to(pos == 0, input_ids.shape)
-    if head == "question_answering":
-        return pos < question_end_index(input_ids, config.sep_token_id)[..., None]
-    if head == "multiple_choice":
-        return pos > question_end_index(input_ids, config.sep_token_id)[..., None] + 1
-    return None
+    return xp.broadcast_to(xp.arange(input_ids.shape[-1]) == 0, input_ids.shape)
+
+
+def question_global(config: LongformerConfig, input_ids):
+    """question_answering's default: every position before the first </s> (HF
+    ``_compute_global_attention_mask(before_sep_token=True)``)."""
+    xp = jnp if isinstance(input_ids, jax.Array) else np
+    return xp.arange(input_ids.shape[-1]) < question_end_index(input_ids, config.sep_token_id)[..., None]
+
+
+def answer_global(config: LongformerConfig, input_ids):
+    """multiple_choice's default ([B, C, T] ids): per choice, every position after the first </s> + 1
+    (``before_sep_token=False``)."""
+    xp = jnp if isinstance(input_ids, jax.Array) else np
+    return xp.arange(input_ids.shape[-1]) > question_end_index(input_ids, config.sep_token_id)[..., None] + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultGlobal:
+    """``Head.prepare`` of a head with HF's automatic global attention: ``rule(config, input_ids)`` when
+    global_attention_mask is None; with ``choices``, then [B, C, T] inputs are flattened to [B * C, T]."""
+
+    rule: Callable  # (config, input_ids) -> bool mask shaped like input_ids
+    from_question: bool  # the rule finds the question by its </s>: every row needs exactly 3 sep tokens
+    choices: bool = False
+
+    def __call__(self, config, inputs: dict) -> dict:
+        inputs = dict(inputs)
+        if inputs["global_attention_mask"] is None:
+            inputs["global_attention_mask"] = self.rule(config, inputs["input_ids"])
+        if not self.choices:
+            return inputs
+        t = inputs["input_ids"].shape[-1]
+        return {k: v.reshape(-1, t) if v is not None and np.ndim(v) == 3 else v for k, v in inputs.items()}
 
 
 # ---------------------------------------------------------------------------------------- blocks
@@ -141,26 +176,11 @@ def encoder(params, config: LongformerConfig, input_ids, attention_mask=None, gl
                          output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
 
-def _with_default_global(config, head, input_ids, global_attention_mask):
-    if global_attention_mask is None:
-        return default_global_attention_mask(config, head, input_ids)
-    return global_attention_mask
-
-
-def _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-         max_num_global, deterministic, rng, output_hidden_states, output_attentions):
-    return encoder(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-                   max_num_global, deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                   output_attentions=output_attentions)
-
-
 # ----------------------------------------------------------------------------------------- heads
-def longformer_model(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                     token_type_ids=None, position_ids=None, max_num_global=None, *, deterministic=True, rng=None,
-                     output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
-    """LongformerModel. last_hidden_state: [B, T, H]; pooler_output: [B, H]."""
-    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
+# Each head: (params, config, out, inputs, *, deterministic, rng) -> output; out is encoder(...)'s output,
+# inputs the head function's arguments as given (see common.family).
+def model_head(params, config, out, inputs, *, deterministic, rng) -> BaseModelOutput:
+    """last_hidden_state: [B, T, H]; pooler_output: [B, H]."""
     return out.replace(pooler_output=pooler(params["pooler"], out.last_hidden_state))
 
 
@@ -176,80 +196,41 @@ def lm_logits(params, config: LongformerConfig, hidden):
     return logits + p["bias"].astype(x.dtype)
 
 
-def longformer_masked_lm(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                         token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
-                         deterministic=True, rng=None, output_hidden_states=False,
-                         output_attentions=False) -> MaskedLMOutput:
-    """LongformerForMaskedLM. logits: [B, T, V]; loss: CE over labels != -100 (no shift)."""
-    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
+def masked_lm_head(params, config, out, inputs, *, deterministic, rng) -> MaskedLMOutput:
+    """logits: [B, T, V]; loss: CE over labels != -100 (no shift)."""
     logits = lm_logits(params, config, out.last_hidden_state)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return MaskedLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions,
-                          global_attentions=out.global_attentions)
+    labels = inputs["labels"]
+    return MaskedLMOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
-def longformer_sequence_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                                       token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
-                                       deterministic=True, rng=None, output_hidden_states=False,
-                                       output_attentions=False) -> SequenceClassifierOutput:
-    """LongformerForSequenceClassification. logits: [B, num_labels] from <s>; global attention on <s> by default."""
-    global_attention_mask = _with_default_global(config, "sequence_classification", input_ids, global_attention_mask)
-    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-               max_num_global, deterministic, L.fold_rng(rng, 0), output_hidden_states, output_attentions)
+def sequence_classification_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
+    """logits: [B, num_labels] from <s>; global attention on <s> by default."""
     logits = classification_head(params["classifier"], out.last_hidden_state[:, 0], config.hidden_dropout_prob,
-                                 deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    loss = None
-    if labels is not None:
-        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
-                                    attentions=out.attentions, global_attentions=out.global_attentions)
+                                 deterministic=deterministic, rng=rng)
+    labels = inputs["labels"]
+    loss = None if labels is None else \
+        sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss)
 
 
-def longformer_multiple_choice(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                               token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
-                               deterministic=True, rng=None, output_hidden_states=False,
-                               output_attentions=False) -> SequenceClassifierOutput:
-    """LongformerForMultipleChoice. input_ids etc.: [B, C, T]; logits: [B, C]. By default every token after the
-    first </s> + 1 of each choice is global (HF). hidden_states/attentions are over the flattened [B*C, ...]."""
-    b, c, t = input_ids.shape
-    global_attention_mask = _with_default_global(config, "multiple_choice", input_ids, global_attention_mask)
-    flat = lambda a: None if a is None else a.reshape(b * c, t)  # noqa: E731
-    out = _run(params, config, flat(input_ids), flat(attention_mask), flat(global_attention_mask),
-               flat(token_type_ids), flat(position_ids), max_num_global, deterministic, L.fold_rng(rng, 0),
-               output_hidden_states, output_attentions)
+def multiple_choice_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
+    """input_ids etc.: [B, C, T]; logits: [B, C]. By default every token after the first </s> + 1 of each choice
+    is global (HF). hidden_states / attentions are over the flattened [B * C, ...]."""
+    b, c, _ = inputs["input_ids"].shape
     pooled = pooler(params["pooler"], out.last_hidden_state)
-    pooled = L.dropout(pooled, config.hidden_dropout_prob, deterministic=deterministic, rng=L.fold_rng(rng, 1))
+    pooled = L.dropout(pooled, config.hidden_dropout_prob, deterministic=deterministic, rng=rng)
     logits = choice_logits(L.dense(params["classifier"], pooled), b, c)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
-                                    attentions=out.attentions, global_attentions=out.global_attentions)
+    labels = inputs["labels"]
+    return SequenceClassifierOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
-def longformer_token_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                                    token_type_ids=None, position_ids=None, labels=None, max_num_global=None, *,
-                                    deterministic=True, rng=None, output_hidden_states=False,
-                                    output_attentions=False) -> TokenClassifierOutput:
-    """LongformerForTokenClassification. logits: [B, T, num_labels]."""
-    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-               max_num_global, deterministic, L.fold_rng(rng, 0), output_hidden_states, output_attentions)
-    hidden = L.dropout(out.last_hidden_state, config.hidden_dropout_prob, deterministic=deterministic,
-                       rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["classifier"], hidden)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions,
-                                 global_attentions=out.global_attentions)
+def token_classification_head(params, config, out, inputs, *, deterministic, rng) -> TokenClassifierOutput:
+    """logits: [B, T, num_labels]."""
+    return token_classification(params["classifier"], out.last_hidden_state, inputs["labels"],
+                                config.hidden_dropout_prob, deterministic=deterministic, rng=rng)
 
 
-def longformer_question_answering(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                                  token_type_ids=None, position_ids=None, start_positions=None, end_positions=None,
-                                  max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
-                                  output_attentions=False) -> QuestionAnsweringOutput:
-    """LongformerForQuestionAnswering. start_logits, end_logits: [B, T]. By default the question tokens (before
-    the first </s>) are global, as HF ``_compute_global_attention_mask``."""
-    global_attention_mask = _with_default_global(config, "question_answering", input_ids, global_attention_mask)
-    out = _run(params, config, input_ids, attention_mask, global_attention_mask, token_type_ids, position_ids,
-               max_num_global, deterministic, rng, output_hidden_states, output_attentions)
-    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
-    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
-                                   attentions=out.attentions, global_attentions=out.global_attentions)
+def question_answering_head(params, config, out, inputs, *, deterministic, rng) -> QuestionAnsweringOutput:
+    """start_logits, end_logits: [B, T]. By default the question tokens (before the first </s>) are global, as
+    HF ``_compute_global_attention_mask``."""
+    return question_answering(params["qa_outputs"], out.last_hidden_state, inputs)

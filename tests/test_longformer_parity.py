@@ -89,7 +89,10 @@ def test_head_parity(tmp_path, head, windows):
 
 
 def test_default_global_masks():
-    from longformer_jax.model import default_global_attention_mask
+    from longformer_jax import FAMILY
+
+    def default_global_attention_mask(cfg, head, ids):
+        return FAMILY.head(head).prepare.rule(cfg, ids)
 
     hf = hf_model("model")
     ids, _ = batch("model")

@@ -62,7 +62,7 @@ def test_default_model_has_no_t_by_t_array():
     compiled forward + backward of a whole model (the dense oracle, for contrast, has them)."""
     import re
 
-    from longformer_jax import model as M
+    import longformer_jax as M
     from longformer_jax.config import LongformerConfig
 
     t = 512
