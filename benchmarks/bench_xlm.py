@@ -137,7 +137,7 @@ def _lower_compile_s(model, ids, mask) -> dict:
     """Trace + lower, and XLA compile, of the same forward under a fresh jit, timed apart. Called before the
     model's first call, so nothing of this forward is cached yet."""
     import jax
-    arrays = model.spec.validate_inputs(model.config, model.spec.head, {"input_ids": ids, "attention_mask": mask})
+    arrays = model.spec.validate_inputs(model.config, {"input_ids": ids, "attention_mask": mask})
     fn = jax.jit(lambda p, a: model.spec.forward(p, model.config, **a))
     t0 = time.perf_counter()
     lowered = fn.lower(model.params, arrays)

@@ -11,52 +11,59 @@ numbered by its param's leading axis (conversion/mapping.py), which init_params 
 from __future__ import annotations
 
 from common.longformer_attention import PROJECTIONS
-from conversion.mapping import Rule, dense_rules
+from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
 from led_jax.config import LEDConfig
 from led_jax.model import ATTN_PROJ
 
 IGNORED = (r"(.*\.)?(encoder|decoder)\.embed_tokens\.weight",)
 
 
-def _layer_norm(hf: str, path: tuple[str, ...]) -> list[Rule]:
-    return [Rule(f"{hf}.weight", path + ("scale",)), Rule(f"{hf}.bias", path + ("bias",))]
-
-
-def rules(config: LEDConfig, head: str) -> list[Rule]:
+def backbone(config: LEDConfig) -> list[Rule]:
     out = [Rule("shared.weight", ("shared", "embedding"))]
     for side in ("encoder", "decoder"):
         out.append(Rule(f"{side}.embed_positions.weight", (side, "embed_positions", "embedding")))
-        out += _layer_norm(f"{side}.layernorm_embedding", (side, "layernorm_embedding"))
+        out += layer_norm_rules(f"{side}.layernorm_embedding", (side, "layernorm_embedding"))
 
     enc, el = "encoder.layers.{i}.", ("encoder", "layers")
     for name in PROJECTIONS:
         out += dense_rules(enc + "self_attn.longformer_self_attn." + name, el + ("attn", name), bias=True)
     out += dense_rules(enc + "self_attn.output", el + ("attn_output", "dense"), bias=True)
-    out += _layer_norm(enc + "self_attn_layer_norm", el + ("attn_output", "layer_norm"))
+    out += layer_norm_rules(enc + "self_attn_layer_norm", el + ("attn_output", "layer_norm"))
     out += dense_rules(enc + "fc1", el + ("intermediate", "dense"), bias=True)
     out += dense_rules(enc + "fc2", el + ("output", "dense"), bias=True)
-    out += _layer_norm(enc + "final_layer_norm", el + ("output", "layer_norm"))
+    out += layer_norm_rules(enc + "final_layer_norm", el + ("output", "layer_norm"))
 
     dec, dl = "decoder.layers.{i}.", ("decoder", "layers")
     for hf_name, ours in (("self_attn", "self_attn"), ("encoder_attn", "cross_attn")):
         for proj in ATTN_PROJ:
             out += dense_rules(f"{dec}{hf_name}.{proj}", dl + (ours, proj), bias=True)
-        out += _layer_norm(f"{dec}{hf_name}_layer_norm", dl + (f"{ours}_layer_norm",))
+        out += layer_norm_rules(f"{dec}{hf_name}_layer_norm", dl + (f"{ours}_layer_norm",))
     out += dense_rules(dec + "fc1", dl + ("fc1",), bias=True)
     out += dense_rules(dec + "fc2", dl + ("fc2",), bias=True)
-    out += _layer_norm(dec + "final_layer_norm", dl + ("final_layer_norm",))
-
-    if head == "conditional_generation":
-        out.append(Rule("final_logits_bias", ("final_logits_bias",), "row", on_backbone=False, default="zeros"))
-        if not config.tie_word_embeddings:
-            out += dense_rules("lm_head", ("lm_head",), bias=False, on_backbone=False)
-    elif head == "sequence_classification":
-        out += dense_rules("classification_head.dense", ("classification_head", "dense"), bias=True, on_backbone=False)
-        out += dense_rules("classification_head.out_proj", ("classification_head", "out_proj"), bias=True,
-                           on_backbone=False)
-    elif head == "question_answering":
-        out += dense_rules("qa_outputs", ("qa_outputs",), bias=True, on_backbone=False)
+    out += layer_norm_rules(dec + "final_layer_norm", dl + ("final_layer_norm",))
     return out
+
+
+def no_rules(config: LEDConfig) -> list[Rule]:
+    """LEDModel: the backbone only."""
+    return []
+
+
+def lm_head(config: LEDConfig) -> list[Rule]:
+    out = [Rule("final_logits_bias", ("final_logits_bias",), "row", on_backbone=False, default="zeros")]
+    if not config.tie_word_embeddings:
+        out += dense_rules("lm_head", ("lm_head",), bias=False, on_backbone=False)
+    return out
+
+
+def classification_head(config: LEDConfig) -> list[Rule]:
+    return [rule for name in ("dense", "out_proj")
+            for rule in dense_rules(f"classification_head.{name}", ("classification_head", name), bias=True,
+                                    on_backbone=False)]
+
+
+def qa_outputs(config: LEDConfig) -> list[Rule]:
+    return dense_rules("qa_outputs", ("qa_outputs",), bias=True, on_backbone=False)
 
 
 def ignored(config: LEDConfig, head: str) -> tuple[str, ...]:
@@ -64,3 +71,15 @@ def ignored(config: LEDConfig, head: str) -> tuple[str, ...]:
     if head == "conditional_generation" and config.tie_word_embeddings:
         extra = (r"lm_head\.weight",)
     return IGNORED + extra
+
+
+TABLE = NameTable(
+    backbone=backbone,
+    heads={
+        "model": no_rules,
+        "conditional_generation": lm_head,
+        "sequence_classification": classification_head,
+        "question_answering": qa_outputs,
+    },
+    ignored=ignored,
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversion.mapping import Rule, dense_rules
+from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
 from lilt_jax.config import LiltConfig
 from lilt_jax.model import BOX_TABLES
 
@@ -10,40 +10,53 @@ from lilt_jax.model import BOX_TABLES
 IGNORED = (r"(.*\.)?embeddings\.position_ids", r"(.*\.)?embeddings\.token_type_ids")
 
 
-def _layer_norm(hf: str, path: tuple[str, ...]) -> list[Rule]:
-    return [Rule(f"{hf}.weight", path + ("scale",)), Rule(f"{hf}.bias", path + ("bias",))]
-
-
-def rules(config: LiltConfig, head: str) -> list[Rule]:
+def backbone(config: LiltConfig) -> list[Rule]:
     emb, lay, layer = "embeddings.", "layout_embeddings.", "encoder.layer.{i}."
     out = [Rule(emb + f"{name}.weight", ("embeddings", name, "embedding"))
            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")]
-    out += _layer_norm(emb + "LayerNorm", ("embeddings", "layer_norm"))
+    out += layer_norm_rules(emb + "LayerNorm", ("embeddings", "layer_norm"))
     out += [Rule(lay + f"{name}.weight", ("layout_embeddings", name, "embedding"))
             for name in BOX_TABLES + ("box_position_embeddings",)]
     out += dense_rules(lay + "box_linear_embeddings", ("layout_embeddings", "box_linear_embeddings"), bias=True)
-    out += _layer_norm(lay + "LayerNorm", ("layout_embeddings", "layer_norm"))
+    out += layer_norm_rules(lay + "LayerNorm", ("layout_embeddings", "layer_norm"))
     for name in ("query", "key", "value", "layout_query", "layout_key", "layout_value"):
         out += dense_rules(layer + "attention.self." + name, ("layers", "attn", name), bias=True)
     for hf, ours in (("attention.output", "attn_output"), ("attention.layout_output", "layout_attn_output"),
                      ("output", "output"), ("layout_output", "layout_output")):
         out += dense_rules(layer + hf + ".dense", ("layers", ours, "dense"), bias=True)
-        out += _layer_norm(layer + hf + ".LayerNorm", ("layers", ours, "layer_norm"))
+        out += layer_norm_rules(layer + hf + ".LayerNorm", ("layers", ours, "layer_norm"))
     for name in ("intermediate", "layout_intermediate"):
         out += dense_rules(layer + name + ".dense", ("layers", name, "dense"), bias=True)
-    if head == "model":
-        out += dense_rules("pooler.dense", ("pooler", "dense"), bias=True)
-    elif head == "sequence_classification":
-        out += dense_rules("classifier.dense", ("classifier", "dense"), bias=True, on_backbone=False)
-        out += dense_rules("classifier.out_proj", ("classifier", "out_proj"), bias=True, on_backbone=False)
-    elif head == "token_classification":
-        out += dense_rules("classifier", ("classifier",), bias=True, on_backbone=False)
-    elif head == "question_answering":
-        out += dense_rules("qa_outputs", ("qa_outputs",), bias=True, on_backbone=False)
     return out
+
+
+def pooler(config: LiltConfig) -> list[Rule]:
+    return dense_rules("pooler.dense", ("pooler", "dense"), bias=True)
+
+
+def classifier(config: LiltConfig) -> list[Rule]:
+    return (dense_rules("classifier.dense", ("classifier", "dense"), bias=True, on_backbone=False)
+            + dense_rules("classifier.out_proj", ("classifier", "out_proj"), bias=True, on_backbone=False))
+
+
+def linear(hf: str):
+    """Rules of a head that is one Linear named ``hf`` (at the top of the state dict)."""
+    return lambda config: dense_rules(hf, (hf,), bias=True, on_backbone=False)
 
 
 def ignored(config: LiltConfig, head: str) -> tuple[str, ...]:
     if head != "model":
         return IGNORED + (r"lilt\.pooler\.dense\.(weight|bias)",)  # a pooler saved with a head that does not use it
     return IGNORED
+
+
+TABLE = NameTable(
+    backbone=backbone,
+    heads={
+        "model": pooler,
+        "sequence_classification": classifier,
+        "token_classification": linear("classifier"),
+        "question_answering": linear("qa_outputs"),
+    },
+    ignored=ignored,
+)

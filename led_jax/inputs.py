@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
+from common.family import Head, checked_labels
 from common.longformer_attention import count_max_num_global
 from led_jax.config import LEDConfig
+from led_jax.model import DefaultDecoderInputs
 
 
 def max_positions(config: LEDConfig) -> int:
@@ -20,7 +22,7 @@ def max_positions(config: LEDConfig) -> int:
     return config.max_decoder_position_embeddings
 
 
-def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+def validate_inputs(config: LEDConfig, head: Head, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
     out: dict[str, np.ndarray] = {}
     ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
@@ -56,21 +58,10 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
             raise ValueError("decoder_attention_mask needs decoder_input_ids")
         out["decoder_attention_mask"] = V.binary_mask("decoder_attention_mask", inputs["decoder_attention_mask"],
                                                       dec.shape, "decoder_input_ids").astype(np.int32)
-    labels = inputs.get("labels")
-    if head == "conditional_generation" and labels is not None:
-        arr = V.as_array("labels", labels)
-        if dec is None and (arr.ndim != 2 or arr.shape[0] != b):
-            raise ValueError(f"labels has shape {arr.shape}: expected [batch={b}, target_len]")
-        target = dec.shape if dec is not None else arr.shape
-        out["labels"] = V.labels(arr, "token", batch=b, token_shape=target, classes=config.vocab_size)
-    elif labels is not None and head == "sequence_classification":
-        out["labels"] = V.labels(labels, "sequence", batch=b, token_shape=ids.shape, classes=config.num_labels)
-    elif labels is not None:
-        raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
-                                                      if head == "question_answering" else ""))
+    out.update(_checked_labels(config, head, inputs, ids.shape, dec))
     if dec is not None:
         source, t = "decoder_input_ids", dec.shape[1]
-    elif head == "conditional_generation" and "labels" in out:
+    elif "labels" in out and decoder_reads_labels(head):
         source, t = "labels", out["labels"].shape[1]
     else:
         source, t = "input_ids (shifted, as decoder_input_ids)", s
@@ -78,8 +69,9 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
         raise ValueError(f"{source} has length {t}: past max_decoder_position_embeddings="
                          f"{config.max_decoder_position_embeddings}; pass decoder_input_ids of at most that length")
 
-    if head == "sequence_classification":
-        # HF 4.x pools the decoder state at the last eos of each row and needs the same count in every row.
+    if head.label_kind == "sequence":
+        # The sequence classification head: HF 4.x pools the decoder state at the last eos of each row and needs
+        # the same count in every row.
         eos = config.eos_token_ids[0] if config.eos_token_ids else None
         counts = V.host_value((ids == eos).sum(axis=1)) if eos is not None else np.zeros(b, int)
         if (counts == 0).any() or len(set(counts.tolist())) > 1:
@@ -90,3 +82,27 @@ def validate_inputs(config: LEDConfig, head: str, inputs: dict[str, Any]) -> dic
                              "the decoder at input_ids' eos positions")
     out.update(V.span_positions(inputs, b))
     return out
+
+
+def decoder_reads_labels(head: Head) -> bool:
+    """Whether ``head``'s decoder reads the shifted labels when no decoder_input_ids are given."""
+    return isinstance(head.prepare, DefaultDecoderInputs) and head.prepare.from_labels
+
+
+def _checked_labels(config: LEDConfig, head: Head, inputs: dict[str, Any], ids_shape: tuple[int, int],
+                    dec: np.ndarray | None) -> dict[str, np.ndarray]:
+    """``{"labels": ...}`` checked as ``head`` reads them, or {} when not given. Token labels are shaped like the
+    decoder's inputs: decoder_input_ids when given, else the labels are themselves the decoder's (shifted)."""
+    labels = inputs.get("labels")
+    if labels is None:
+        return {}
+    if head.label_kind is None:
+        hint = " (use start_positions / end_positions)" if "start_positions" in head.inputs else ""
+        raise ValueError(f"{head.name} takes no labels{hint}")
+    shape = ids_shape
+    if head.label_kind == "token":
+        b = ids_shape[0]
+        shape = dec.shape if dec is not None else V.as_array("labels", labels).shape
+        if dec is None and (len(shape) != 2 or shape[0] != b):
+            raise ValueError(f"labels has shape {shape}: expected [batch={b}, target_len]")
+    return checked_labels(head, config, inputs, shape)

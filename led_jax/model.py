@@ -1,4 +1,6 @@
-"""LED (Longformer Encoder-Decoder) as pure functions: ``init_params`` and one function per HF head class.
+"""LED (Longformer Encoder-Decoder) as pure functions: the encoder-decoder (the family's backbone), its params'
+init, what each head computes from the backbone's output (family.py declares the heads; common.family runs them),
+and the generation hooks.
 
 LED is BART with Longformer's sliding-window + global self-attention in the encoder. Param tree
 (Le/Ld = encoder/decoder layers, H = d_model, V = vocab, Pe/Pd = encoder/decoder positions):
@@ -15,22 +17,25 @@ LED is BART with Longformer's sliding-window + global self-attention in the enco
     classification_head/{dense, out_proj}                                         (sequence_classification)
     qa_outputs/{kernel [H, 2], bias}                                              (question_answering)
 
-Heads: ``f(params, config, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-decoder_attention_mask=None, <labels...>, max_num_global=None, *, deterministic=True, rng=None,
-output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput``. Without decoder_input_ids the decoder
-reads ``shift_tokens_right`` of the labels (conditional generation) or of input_ids (the others), as HF.
+Every head function (``led_jax.led_<head>``) has the signature ``f(params, config, input_ids, attention_mask=None,
+global_attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None, <labels...>, max_num_global=None,
+*, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput``. Without
+decoder_input_ids the decoder reads ``shift_tokens_right`` of the labels (conditional generation, when given) or
+of input_ids (see ``DefaultDecoderInputs``), as HF.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 
 from common import layers as L
 from common.attention import attention, causal_mask
-from common.heads import classification_head, span_head
+from common.heads import classification_head, init_classification_head, span_head
 from common.longformer_stack import encode_layers, init_layers, num_global_slots, pad_to_window
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import Seq2SeqOutput
@@ -38,19 +43,21 @@ from common.remat import remat
 from common.sharding import BATCH, constrain, like, take
 from led_jax.config import LEDConfig
 
-HEADS = ("model", "conditional_generation", "sequence_classification", "question_answering")
 ATTN_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
 LN_EPS = 1e-5  # every LED LayerNorm is nn.LayerNorm(d_model)
 
 
 # ------------------------------------------------------------------------------------------- init
-def init_params(config: LEDConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
-    """Random params with HF's init (normal(0, init_std), norms at 1, biases at 0)."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+def _dense(config: LEDConfig):
+    return functools.partial(L.init_dense, std=config.init_std, bias=True)
+
+
+def init_backbone(key, config: LEDConfig, dtype=jnp.float32) -> dict:
+    """The shared embeddings, the encoder and the decoder with HF's init (normal(0, init_std), norms at 1, biases
+    at 0)."""
     c, std, h = config, config.init_std, config.d_model
-    ks = jax.random.split(key, 8)
-    dense = functools.partial(L.init_dense, std=std, dtype=dtype, bias=True)
+    ks = jax.random.split(key, 5)
+    dense = functools.partial(_dense(config), dtype=dtype)
 
     def decoder_layer(k):
         kk = jax.random.split(k, 10)
@@ -64,7 +71,7 @@ def init_params(config: LEDConfig, key, dtype=jnp.float32, head: str = "model") 
             "final_layer_norm": L.init_layer_norm(h, dtype),
         }
 
-    params = {
+    return {
         "shared": L.init_embedding(ks[0], c.vocab_size, h, std=std, dtype=dtype),
         "encoder": {
             "embed_positions": L.init_embedding(ks[1], c.max_encoder_position_embeddings, h, std=std, dtype=dtype),
@@ -77,15 +84,24 @@ def init_params(config: LEDConfig, key, dtype=jnp.float32, head: str = "model") 
             "layers": jax.vmap(decoder_layer)(jax.random.split(ks[4], c.decoder_layers)),
         },
     }
-    if head == "conditional_generation":
-        params["final_logits_bias"] = jnp.zeros((c.vocab_size,), dtype)
-        if not c.tie_word_embeddings:
-            params["lm_head"] = L.init_dense(ks[5], h, c.vocab_size, bias=False, std=std, dtype=dtype)
-    elif head == "sequence_classification":
-        params["classification_head"] = {"dense": dense(ks[5], h, h), "out_proj": dense(ks[6], h, c.num_labels)}
-    elif head == "question_answering":
-        params["qa_outputs"] = dense(ks[5], h, 2)
-    return params
+
+
+def init_lm_head(key, config: LEDConfig, dtype) -> dict:
+    """final_logits_bias (zeros, as HF's buffer), plus lm_head when it is not tied to the shared embeddings."""
+    out = {"final_logits_bias": jnp.zeros((config.vocab_size,), dtype)}
+    if not config.tie_word_embeddings:
+        out["lm_head"] = L.init_dense(key, config.d_model, config.vocab_size, bias=False, std=config.init_std,
+                                      dtype=dtype)
+    return out
+
+
+def init_classifier(key, config: LEDConfig, dtype) -> dict:
+    return {"classification_head": init_classification_head(key, config.d_model, config.num_labels, config.init_std,
+                                                            dtype)}
+
+
+def init_span_head(key, config: LEDConfig, dtype) -> dict:
+    return {"qa_outputs": _dense(config)(key, config.d_model, 2, dtype=dtype)}
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -297,50 +313,68 @@ def lm_logits(params, config: LEDConfig, hidden):
     return logits + params["final_logits_bias"].astype(hidden.dtype)
 
 
-# ----------------------------------------------------------------------------------------- heads
-def _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
-             decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states, output_attentions):
-    """Encoder, then decoder over its output; decoder_input_ids default to shift_tokens_right(input_ids)."""
+# -------------------------------------------------------------------------------------- backbone
+@flax.struct.dataclass
+class BackboneOutput(Seq2SeqOutput):
+    """The encoder-decoder's output: LEDModel's fields, the decoder's last hidden state [B, T, H] under its own
+    name. A head's Seq2SeqOutput has no such field, so run_head does not carry it into the heads' outputs (HF's
+    head outputs have no last_hidden_state); ``model_head`` names it last_hidden_state."""
+
+    decoder_last_hidden_state: jax.Array | None = None
+
+
+def seq2seq(params, config: LEDConfig, input_ids, attention_mask=None, global_attention_mask=None,
+            decoder_input_ids=None, decoder_attention_mask=None, max_num_global=None, *, deterministic=True, rng=None,
+            output_hidden_states=False, output_attentions=False) -> BackboneOutput:
+    """The encoder, then the decoder over its output. input_ids: [B, S]; decoder_input_ids: [B, T] (required:
+    ``DefaultDecoderInputs`` fills HF's default in). Encoder dropout from fold(rng, 0), the decoder's from
+    fold(rng, 1)."""
+    if decoder_input_ids is None:
+        raise ValueError("decoder_input_ids is None: the backbone needs them (a head's prepare fills HF's default)")
     enc = encode(params, config, input_ids, attention_mask, global_attention_mask, max_num_global,
                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
                  output_attentions=output_attentions)
-    if decoder_input_ids is None:
-        decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
     enc_mask = None if attention_mask is None else jnp.asarray(attention_mask).astype(bool)
     dec_mask = None if decoder_attention_mask is None else jnp.asarray(decoder_attention_mask)
     last, hs, self_attn, cross_attn, _ = decode(
         params, config, decoder_input_ids, dec_mask, enc.last_hidden_state, enc_mask, deterministic=deterministic,
         rng=L.fold_rng(rng, 1), output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    return last, Seq2SeqOutput(
-        decoder_hidden_states=hs, decoder_attentions=self_attn, cross_attentions=cross_attn,
-        encoder_last_hidden_state=enc.last_hidden_state, encoder_hidden_states=enc.hidden_states,
-        encoder_attentions=enc.attentions, encoder_global_attentions=enc.global_attentions)
+    return BackboneOutput(
+        decoder_last_hidden_state=last, decoder_hidden_states=hs, decoder_attentions=self_attn,
+        cross_attentions=cross_attn, encoder_last_hidden_state=enc.last_hidden_state,
+        encoder_hidden_states=enc.hidden_states, encoder_attentions=enc.attentions,
+        encoder_global_attentions=enc.global_attentions)
 
 
-def led_model(params, config, input_ids, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-              decoder_attention_mask=None, max_num_global=None, *, deterministic=True, rng=None,
-              output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput:
+@dataclasses.dataclass(frozen=True)
+class DefaultDecoderInputs:
+    """``Head.prepare`` of every LED head: HF's decoder_input_ids when none are given, ``shift_tokens_right`` of
+    the labels (with ``from_labels``, when labels are given: conditional generation) or else of input_ids."""
+
+    from_labels: bool = False
+
+    def __call__(self, config: LEDConfig, inputs: dict) -> dict:
+        if inputs["decoder_input_ids"] is not None:
+            return inputs
+        source = inputs["labels"] if self.from_labels and inputs["labels"] is not None else inputs["input_ids"]
+        return dict(inputs, decoder_input_ids=shift_tokens_right(source, config.pad_token_id,
+                                                                 config.decoder_start_token_id))
+
+
+# ----------------------------------------------------------------------------------------- heads
+# Each head: (params, config, out, inputs, *, deterministic, rng) -> Seq2SeqOutput; out is seq2seq(...)'s output,
+# inputs the head function's arguments as given (see common.family); the decoder / encoder fields are carried over.
+def model_head(params, config, out, inputs, *, deterministic, rng) -> Seq2SeqOutput:
     """LEDModel. last_hidden_state: the decoder's [B, T, H]; encoder_last_hidden_state: [B, S, H]."""
-    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
-                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
-                         output_attentions)
-    return out.replace(last_hidden_state=last)
+    return Seq2SeqOutput(last_hidden_state=out.decoder_last_hidden_state)
 
 
-def led_conditional_generation(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                               decoder_input_ids=None, decoder_attention_mask=None, labels=None,
-                               max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
-                               output_attentions=False) -> Seq2SeqOutput:
-    """LEDForConditionalGeneration. logits: [B, T, V]; loss: CE over labels != -100 (the decoder reads
-    shift_tokens_right(labels) when no decoder_input_ids are given)."""
-    if labels is not None and decoder_input_ids is None:
-        decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
-    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
-                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
-                         output_attentions)
-    logits = lm_logits(params, config, last)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return out.replace(logits=logits, loss=loss)
+def conditional_generation_head(params, config, out, inputs, *, deterministic, rng) -> Seq2SeqOutput:
+    """logits: [B, T, V]; loss: CE over labels != -100 (the decoder reads shift_tokens_right(labels) when no
+    decoder_input_ids are given)."""
+    logits = lm_logits(params, config, out.decoder_last_hidden_state)
+    labels = inputs["labels"]
+    return Seq2SeqOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
 def eos_index(input_ids, eos_token_id: int):
@@ -349,38 +383,28 @@ def eos_index(input_ids, eos_token_id: int):
     return t - 1 - jnp.argmax(jnp.flip(input_ids == eos_token_id, axis=-1), axis=-1)
 
 
-def led_sequence_classification(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                                decoder_input_ids=None, decoder_attention_mask=None, labels=None,
-                                max_num_global=None, *, deterministic=True, rng=None, output_hidden_states=False,
-                                output_attentions=False) -> Seq2SeqOutput:
+def sequence_classification_head(params, config, out, inputs, *, deterministic, rng) -> Seq2SeqOutput:
     """LEDForSequenceClassification (transformers 4.x; removed in 5.x). logits: [B, num_labels] from the decoder
     state at the last eos token of input_ids, through dropout -> dense -> tanh -> dropout -> out_proj."""
-    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
-                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
-                         output_attentions)
+    last = out.decoder_last_hidden_state
     eos = config.eos_token_ids[0]
-    pooled = jnp.take_along_axis(last, eos_index(input_ids, eos)[:, None, None], axis=1)[:, 0]
+    pooled = jnp.take_along_axis(last, eos_index(inputs["input_ids"], eos)[:, None, None], axis=1)[:, 0]
     logits = classification_head(params["classification_head"], pooled, config.classifier_dropout,
-                                 deterministic=deterministic, rng=L.fold_rng(rng, 2))
-    loss = None
-    if labels is not None:
-        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
-    return out.replace(logits=logits, loss=loss)
+                                 deterministic=deterministic, rng=rng)
+    labels = inputs["labels"]
+    loss = None if labels is None else \
+        sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return Seq2SeqOutput(logits=logits, loss=loss)
 
 
-def led_question_answering(params, config, input_ids, attention_mask=None, global_attention_mask=None,
-                           decoder_input_ids=None, decoder_attention_mask=None, start_positions=None,
-                           end_positions=None, max_num_global=None, *, deterministic=True, rng=None,
-                           output_hidden_states=False, output_attentions=False) -> Seq2SeqOutput:
-    """LEDForQuestionAnswering. start_logits, end_logits: [B, T] over the DECODER positions (HF)."""
-    last, out = _seq2seq(params, config, input_ids, attention_mask, global_attention_mask, decoder_input_ids,
-                         decoder_attention_mask, max_num_global, deterministic, rng, output_hidden_states,
-                         output_attentions)
-    start, end, loss = span_head(params["qa_outputs"], last, start_positions, end_positions)
-    return out.replace(start_logits=start, end_logits=end, loss=loss)
+def question_answering_head(params, config, out, inputs, *, deterministic, rng) -> Seq2SeqOutput:
+    """start_logits, end_logits: [B, T] over the DECODER positions (HF)."""
+    start, end, loss = span_head(params["qa_outputs"], out.decoder_last_hidden_state, inputs["start_positions"],
+                                 inputs["end_positions"])
+    return Seq2SeqOutput(start_logits=start, end_logits=end, loss=loss)
 
 
-__all__ = ["HEADS", "init_params", "init_cache", "encoder_context", "decoding_params", "cached_step", "reorder_cache",
-           "encode",
-           "decode", "cross_kv", "shift_tokens_right", "led_model",
-           "led_conditional_generation", "led_sequence_classification", "led_question_answering"]
+__all__ = ["init_backbone", "init_lm_head", "init_classifier", "init_span_head", "init_cache", "encoder_context",
+           "decoding_params", "cached_step", "reorder_cache", "encode", "decode", "cross_kv", "shift_tokens_right",
+           "seq2seq", "DefaultDecoderInputs", "model_head", "conditional_generation_head",
+           "sequence_classification_head", "question_answering_head"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
+from common.family import Head, checked_labels
 from lilt_jax.config import LiltConfig
 
 BOX_MAX = 1000  # boxes are normalised to 0..1000 (LayoutLM's convention, what LiLT was trained on)
@@ -39,7 +40,7 @@ def check_boxes(bbox: Any, shape: tuple[int, ...], config: LiltConfig) -> np.nda
     return box.astype(np.int32)
 
 
-def validate_inputs(config: LiltConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+def validate_inputs(config: LiltConfig, head: Head, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
     out: dict[str, np.ndarray] = {}
     ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
@@ -51,14 +52,10 @@ def validate_inputs(config: LiltConfig, head: str, inputs: dict[str, Any]) -> di
         out["attention_mask"] = V.binary_mask("attention_mask", inputs["attention_mask"], shape).astype(np.int32)
     out.update(V.roberta_types_and_positions(inputs, ids, type_vocab_size=config.type_vocab_size,
                                              pad_token_id=config.pad_token_id, max_positions=max_positions(config)))
-    labels = inputs.get("labels")
-    if labels is not None:
-        if head == "sequence_classification":
-            out["labels"] = V.labels(labels, "sequence", batch=shape[0], token_shape=shape, classes=config.num_labels)
-        elif head == "token_classification":
-            out["labels"] = V.labels(labels, "token", batch=shape[0], token_shape=shape, classes=config.num_labels)
-        else:
-            raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
-                                                          if head == "question_answering" else ""))
+    if inputs.get("labels") is not None and head.label_kind is None:
+        # A span head's targets have their own names: point there.
+        hint = " (use start_positions / end_positions)" if "start_positions" in head.inputs else ""
+        raise ValueError(f"{head.name} takes no labels{hint}")
+    out.update(checked_labels(head, config, inputs, shape))
     out.update(V.span_positions(inputs, shape[0]))
     return out

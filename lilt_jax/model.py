@@ -1,4 +1,6 @@
-"""LiLT (Language-independent Layout Transformer) as pure functions: ``init_params`` and one function per HF head.
+"""LiLT (Language-independent Layout Transformer) as pure functions: the encoder (the family's backbone), its
+params' init, and what each head computes from the encoder's output (family.py declares the heads; common.family
+runs them).
 
 Two streams run side by side through every layer: the text stream (a RoBERTa-style encoder, width H) and the
 layout stream (width Hl = H / channel_shrink_ratio, from the token boxes). They meet in the attention (BiACM):
@@ -22,8 +24,8 @@ Param tree (L = num_hidden_layers, I = intermediate_size, Il = I / ratio, B2 = m
     classifier/{kernel [H, labels], bias} (token_classification)
     qa_outputs/{kernel [H, 2], bias}     (question_answering)
 
-Every head: ``f(params, config, input_ids, bbox=None, attention_mask=None, token_type_ids=None,
-position_ids=None, <labels...>, *, deterministic=True, rng=None, output_hidden_states=False,
+Every head function (``lilt_jax.lilt_<head>``): ``f(params, config, input_ids, bbox=None, attention_mask=None,
+token_type_ids=None, position_ids=None, <labels...>, *, deterministic=True, rng=None, output_hidden_states=False,
 output_attentions=False)``; bbox: [B, T, 4] int (x0, y0, x1, y1), validated on the host (JAX would wrap
 negative and clamp large embedding indices).
 """
@@ -37,55 +39,64 @@ import jax
 import jax.numpy as jnp
 
 from common import layers as L
-from common.heads import classification_head, span_head
-from common.losses import cross_entropy, sequence_classification_loss
+from common.heads import classification_head, init_classification_head, question_answering, token_classification
+from common.losses import sequence_classification_loss
 from common.outputs import BaseModelOutput, QuestionAnsweringOutput, SequenceClassifierOutput, TokenClassifierOutput
 from common.remat import remat
 from common.roberta import create_position_ids_from_input_ids, init_embeddings, pooler, roberta_embeddings
 from common.sharding import BATCH, constrain
 from lilt_jax.config import LiltConfig
 
-HEADS = ("model", "sequence_classification", "token_classification", "question_answering")
 BOX_TABLES = ("x_position_embeddings", "y_position_embeddings", "h_position_embeddings", "w_position_embeddings")
 
 
 # ------------------------------------------------------------------------------------------- init
-def init_params(config: LiltConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
-    """Random params with HF's init (normal(0, initializer_range), norms at 1, biases at 0)."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
-    c, std = config, config.initializer_range
-    h, hl = c.hidden_size, c.layout_size
-    k_emb, k_layout, k_layers, k_pool, k_head = jax.random.split(key, 5)
-    dense = functools.partial(L.init_dense, std=std, dtype=dtype, bias=True)
-    embed = functools.partial(L.init_embedding, std=std, dtype=dtype)
-    kl = jax.random.split(k_layout, 6)
-    params = {
-        "embeddings": init_embeddings(k_emb, c, dtype),
-        "layout_embeddings": {
-            **{name: embed(kl[j], c.max_2d_position_embeddings, h // 6) for j, name in enumerate(BOX_TABLES)},
-            "box_position_embeddings": embed(kl[4], c.max_position_embeddings, hl),
-            "box_linear_embeddings": dense(kl[5], h, hl),
-            "layer_norm": L.init_layer_norm(hl, dtype),
-        },
-        "layers": _init_layers(k_layers, c, dtype),
+def _dense(config: LiltConfig):
+    return functools.partial(L.init_dense, std=config.initializer_range, bias=True)
+
+
+def init_backbone(key, config: LiltConfig, dtype=jnp.float32) -> dict:
+    """The text and layout embeddings and the layer stack with HF's init (normal(0, initializer_range), norms at
+    1, biases at 0)."""
+    k_emb, k_layout, k_layers = jax.random.split(key, 3)
+    return {"embeddings": init_embeddings(k_emb, config, dtype),
+            "layout_embeddings": _init_layout_embeddings(k_layout, config, dtype),
+            "layers": _init_layers(k_layers, config, dtype)}
+
+
+def _init_layout_embeddings(key, c: LiltConfig, dtype) -> dict:
+    embed = functools.partial(L.init_embedding, std=c.initializer_range, dtype=dtype)
+    kl = jax.random.split(key, 6)
+    return {
+        **{name: embed(kl[j], c.max_2d_position_embeddings, c.hidden_size // 6) for j, name in enumerate(BOX_TABLES)},
+        "box_position_embeddings": embed(kl[4], c.max_position_embeddings, c.layout_size),
+        "box_linear_embeddings": _dense(c)(kl[5], c.hidden_size, c.layout_size, dtype=dtype),
+        "layer_norm": L.init_layer_norm(c.layout_size, dtype),
     }
-    kh = jax.random.split(k_head, 2)
-    if head == "model":
-        params["pooler"] = {"dense": dense(k_pool, h, h)}
-    elif head == "sequence_classification":
-        params["classifier"] = {"dense": dense(kh[0], h, h), "out_proj": dense(kh[1], h, c.num_labels)}
-    elif head == "token_classification":
-        params["classifier"] = dense(kh[0], h, c.num_labels)
-    elif head == "question_answering":
-        params["qa_outputs"] = dense(kh[0], h, 2)
-    return params
+
+
+def init_pooler(key, config: LiltConfig, dtype) -> dict:
+    h = config.hidden_size
+    return {"pooler": {"dense": _dense(config)(key, h, h, dtype=dtype)}}
+
+
+def init_classifier(key, config: LiltConfig, dtype) -> dict:
+    return {"classifier": init_classification_head(key, config.hidden_size, config.num_labels,
+                                                   config.initializer_range, dtype)}
+
+
+def init_token_head(key, config: LiltConfig, dtype) -> dict:
+    return {"classifier": _dense(config)(key, config.hidden_size, config.num_labels, dtype=dtype)}
+
+
+def init_span_head(key, config: LiltConfig, dtype) -> dict:
+    return {"qa_outputs": _dense(config)(key, config.hidden_size, 2, dtype=dtype)}
 
 
 def _init_layers(key, c: LiltConfig, dtype) -> dict:
     h, hl, i = c.hidden_size, c.layout_size, c.intermediate_size
     il = i // c.channel_shrink_ratio
-    dense = functools.partial(L.init_dense, std=c.initializer_range, dtype=dtype, bias=True)
+    dense = functools.partial(_dense(c), dtype=dtype)
 
     def one_layer(k):
         ks = jax.random.split(k, 12)
@@ -209,56 +220,37 @@ def encoder(params, config: LiltConfig, input_ids, bbox=None, attention_mask=Non
 
 
 # ----------------------------------------------------------------------------------------- heads
-def lilt_model(params, config, input_ids, bbox=None, attention_mask=None, token_type_ids=None, position_ids=None,
-               *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
-    """LiltModel. last_hidden_state: [B, T, H] (the text stream); pooler_output: [B, H]."""
-    out = encoder(params, config, input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
+# Each head: (params, config, out, inputs, *, deterministic, rng) -> output; out is encoder(...)'s output,
+# inputs the head function's arguments as given (see common.family).
+def model_head(params, config: LiltConfig, out, inputs, *, deterministic, rng) -> BaseModelOutput:
+    """last_hidden_state: [B, T, H] (the text stream); pooler_output: [B, H]."""
     return out.replace(pooler_output=pooler(params["pooler"], out.last_hidden_state))
 
 
-def lilt_sequence_classification(params, config, input_ids, bbox=None, attention_mask=None, token_type_ids=None,
-                                 position_ids=None, labels=None, *, deterministic=True, rng=None,
-                                 output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
-    """LiltForSequenceClassification. logits: [B, num_labels] from <s>: dropout, dense, tanh, dropout, out_proj."""
-    out = encoder(params, config, input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
+def sequence_classification_head(params, config: LiltConfig, out, inputs, *, deterministic,
+                                 rng) -> SequenceClassifierOutput:
+    """logits: [B, num_labels] from <s>: dropout, dense, tanh, dropout, out_proj."""
     logits = classification_head(params["classifier"], out.last_hidden_state[:, 0], config.classifier_rate,
-                                 deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    loss = None
-    if labels is not None:
-        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
-                                    attentions=out.attentions)
+                                 deterministic=deterministic, rng=rng)
+    labels = inputs["labels"]
+    loss = None if labels is None else \
+        sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss)
 
 
-def lilt_token_classification(params, config, input_ids, bbox=None, attention_mask=None, token_type_ids=None,
-                              position_ids=None, labels=None, *, deterministic=True, rng=None,
-                              output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
-    """LiltForTokenClassification. logits: [B, T, num_labels]; loss: CE over labels != -100."""
-    out = encoder(params, config, input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
-    hidden = L.dropout(out.last_hidden_state, config.classifier_rate, deterministic=deterministic,
-                       rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["classifier"], hidden)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+def token_classification_head(params, config: LiltConfig, out, inputs, *, deterministic,
+                              rng) -> TokenClassifierOutput:
+    """logits: [B, T, num_labels]; loss: CE over labels != -100."""
+    return token_classification(params["classifier"], out.last_hidden_state, inputs["labels"],
+                                config.classifier_rate, deterministic=deterministic, rng=rng)
 
 
-def lilt_question_answering(params, config, input_ids, bbox=None, attention_mask=None, token_type_ids=None,
-                            position_ids=None, start_positions=None, end_positions=None, *, deterministic=True,
-                            rng=None, output_hidden_states=False, output_attentions=False) -> QuestionAnsweringOutput:
-    """LiltForQuestionAnswering. start_logits, end_logits: [B, T]."""
-    out = encoder(params, config, input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
-    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
-    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
-                                   attentions=out.attentions)
+def question_answering_head(params, config: LiltConfig, out, inputs, *, deterministic,
+                            rng) -> QuestionAnsweringOutput:
+    """start_logits, end_logits: [B, T]; loss when start_positions and end_positions are given."""
+    return question_answering(params["qa_outputs"], out.last_hidden_state, inputs)
 
 
-__all__ = ["HEADS", "init_params", "encoder", "lilt_model", "lilt_sequence_classification",
-           "lilt_token_classification", "lilt_question_answering"]
+__all__ = ["BOX_TABLES", "encoder", "init_backbone", "init_classifier", "init_pooler", "init_span_head",
+           "init_token_head", "model_head", "question_answering_head", "sequence_classification_head",
+           "token_classification_head"]

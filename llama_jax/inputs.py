@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
+from common.family import Head, checked_labels
 from llama_jax.config import LlamaConfig
 
 
@@ -15,7 +16,7 @@ def max_positions(config: LlamaConfig) -> int | None:
     return None if config.rope.rope_type == "dynamic" else config.max_position_embeddings
 
 
-def validate_inputs(config: LlamaConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+def validate_inputs(config: LlamaConfig, head: Head, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
     out: dict[str, np.ndarray] = {}
     ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size)
@@ -33,9 +34,6 @@ def validate_inputs(config: LlamaConfig, head: str, inputs: dict[str, Any]) -> d
     elif limit is not None and t > limit:
         raise ValueError(f"input_ids has sequence length {t}, past max_position_embeddings={limit}; "
                          f"the allowed range is [1, {limit}]")
-    if inputs.get("labels") is not None:
-        kind = "sequence" if head == "sequence_classification" else "token"
-        classes = config.vocab_size if head == "causal_lm" else config.num_labels
-        out["labels"] = V.labels(inputs["labels"], kind, batch=b, token_shape=ids.shape, classes=classes)
+    out.update(checked_labels(head, config, inputs, ids.shape))
     out.update(V.span_positions(inputs, b))
     return out

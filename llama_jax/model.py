@@ -1,4 +1,5 @@
-"""Llama as pure functions: ``init_params`` and one function per HF head class.
+"""Llama as pure functions: the decoder stack (the family's backbone), its params' init, what each head computes
+from the decoder's output (family.py declares the heads; common.family runs them), and the generation hooks.
 
 Param tree (L = num_hidden_layers, H = hidden, Q = heads * head_dim, K = kv_heads * head_dim, I = intermediate):
 
@@ -12,8 +13,9 @@ Param tree (L = num_hidden_layers, H = hidden, Q = heads * head_dim, K = kv_head
     norm/scale                          [H]
     lm_head/kernel [H, V] (causal LM, untied) | score [H, labels] (+bias for tokens) | qa_outputs [H, 2]
 
-Every head function has the signature ``f(params, config, input_ids, attention_mask=None, position_ids=None,
-..., *, deterministic=True, rng=None, output_hidden_states=False, output_attentions=False)``.
+Every head function (``llama_jax.llama_<head>``) has the signature ``f(params, config, input_ids,
+attention_mask=None, position_ids=None, <labels...>, *, deterministic=True, rng=None, output_hidden_states=False,
+output_attentions=False)`` (causal_lm adds the keyword-only ``logits_to_keep=0``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import jax.numpy as jnp
 
 from common import layers as L
 from common.attention import attention, causal_attention, causal_mask
-from common.heads import span_head
-from common.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from common.heads import question_answering, token_classification
+from common.losses import causal_lm_loss, sequence_classification_loss
 from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
 from common.remat import remat
@@ -34,22 +36,23 @@ from common.rope import apply_rope, rope_cos_sin
 from common.sharding import BATCH, constrain, like, take
 from llama_jax.config import LlamaConfig
 
-HEADS = ("model", "causal_lm", "sequence_classification", "token_classification", "question_answering")
-
 
 # ------------------------------------------------------------------------------------------- init
-def init_params(config: LlamaConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
-    """Random params with HF's init (normal(0, initializer_range), norms at 1, biases at 0)."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
-    c, std = config, config.initializer_range
+def _dense(config: LlamaConfig):
+    return functools.partial(L.init_dense, std=config.initializer_range)
+
+
+def init_backbone(key, config: LlamaConfig, dtype=jnp.float32) -> dict:
+    """The embeddings, the layer stack and the final norm with HF's init (normal(0, initializer_range), norms at
+    1, biases at 0)."""
+    c = config
     h, q, kv, i, n = c.hidden_size, c.num_attention_heads * c.dim_per_head, c.kv_heads * c.dim_per_head, \
         c.intermediate_size, c.num_hidden_layers
-    k_embed, k_layers, k_head = jax.random.split(key, 3)
+    k_embed, k_layers = jax.random.split(key)
 
     def one_layer(k):
         ks = jax.random.split(k, 7)
-        dense = functools.partial(L.init_dense, std=std, dtype=dtype)
+        dense = functools.partial(_dense(c), dtype=dtype)
         return {
             "input_layernorm": L.init_rms_norm(h, dtype),
             "attn": {
@@ -66,20 +69,31 @@ def init_params(config: LlamaConfig, key, dtype=jnp.float32, head: str = "model"
             },
         }
 
-    params = {
-        "embed_tokens": L.init_embedding(k_embed, c.vocab_size, h, std=std, dtype=dtype),
+    return {
+        "embed_tokens": L.init_embedding(k_embed, c.vocab_size, h, std=c.initializer_range, dtype=dtype),
         "layers": jax.vmap(one_layer)(jax.random.split(k_layers, n)),
         "norm": L.init_rms_norm(h, dtype),
     }
-    if head == "causal_lm" and not c.tie_word_embeddings:
-        params["lm_head"] = L.init_dense(k_head, h, c.vocab_size, bias=False, std=std, dtype=dtype)
-    elif head == "sequence_classification":
-        params["score"] = L.init_dense(k_head, h, c.num_labels, bias=False, std=std, dtype=dtype)
-    elif head == "token_classification":
-        params["score"] = L.init_dense(k_head, h, c.num_labels, bias=c.token_classification_bias, std=std, dtype=dtype)
-    elif head == "question_answering":
-        params["qa_outputs"] = L.init_dense(k_head, h, 2, bias=True, std=std, dtype=dtype)
-    return params
+
+
+def init_lm_head(key, config: LlamaConfig, dtype) -> dict:
+    """lm_head [H, V]; none when tied (the logits then read the embedding matrix)."""
+    if config.tie_word_embeddings:
+        return {}
+    return {"lm_head": _dense(config)(key, config.hidden_size, config.vocab_size, bias=False, dtype=dtype)}
+
+
+def init_sequence_score(key, config: LlamaConfig, dtype) -> dict:
+    return {"score": _dense(config)(key, config.hidden_size, config.num_labels, bias=False, dtype=dtype)}
+
+
+def init_token_score(key, config: LlamaConfig, dtype) -> dict:
+    return {"score": _dense(config)(key, config.hidden_size, config.num_labels, bias=config.token_classification_bias,
+                                    dtype=dtype)}
+
+
+def init_span_head(key, config: LlamaConfig, dtype) -> dict:
+    return {"qa_outputs": _dense(config)(key, config.hidden_size, 2, bias=True, dtype=dtype)}
 
 
 # ---------------------------------------------------------------------------------------- blocks
@@ -182,25 +196,28 @@ def lm_logits(params, config: LlamaConfig, hidden):
     return L.dense(params["lm_head"], hidden)
 
 
-# ----------------------------------------------------------------------------------------- heads
-def llama_model(params, config, input_ids, attention_mask=None, position_ids=None, *, deterministic=True, rng=None,
-                output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
-    """LlamaModel. last_hidden_state: [B, T, H] (after the final norm)."""
+def backbone(params, config: LlamaConfig, input_ids, attention_mask=None, position_ids=None, *, deterministic=True,
+             rng=None, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+    """The family's backbone: :func:`decoder` without a cache, its output only. last_hidden_state: [B, T, H]."""
     out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
                      output_hidden_states=output_hidden_states, output_attentions=output_attentions)
     return out
 
 
-def llama_causal_lm(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
-                    logits_to_keep: int = 0, deterministic=True, rng=None, output_hidden_states=False,
-                    output_attentions=False) -> CausalLMOutput:
-    """LlamaForCausalLM. logits: [B, T, V] ([B, logits_to_keep, V] if > 0). loss: HF's shifted CE over labels != -100."""
-    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
-                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+# ----------------------------------------------------------------------------------------- heads
+# Each head: (params, config, out, inputs, *, deterministic, rng) -> output; out is backbone(...)'s output,
+# inputs the head function's arguments as given (see common.family).
+def model_head(params, config, out, inputs, *, deterministic, rng) -> BaseModelOutput:
+    """last_hidden_state: [B, T, H] (after the final norm)."""
+    return out
+
+
+def causal_lm_head(params, config, out, inputs, *, deterministic, rng, logits_to_keep: int = 0) -> CausalLMOutput:
+    """logits: [B, T, V] ([B, logits_to_keep, V] if > 0). loss: HF's shifted CE over labels != -100."""
     hidden = out.last_hidden_state if logits_to_keep == 0 else out.last_hidden_state[:, -logits_to_keep:]
     logits = lm_logits(params, config, hidden)
-    loss = causal_lm_loss(logits, labels) if labels is not None else None
-    return CausalLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+    labels = inputs["labels"]
+    return CausalLMOutput(logits=logits, loss=causal_lm_loss(logits, labels) if labels is not None else None)
 
 
 def pooled_index(config: LlamaConfig, input_ids):
@@ -214,43 +231,26 @@ def pooled_index(config: LlamaConfig, input_ids):
     return jnp.argmax(jnp.arange(t) * non_pad, axis=-1)
 
 
-def llama_sequence_classification(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
-                                  deterministic=True, rng=None, output_hidden_states=False,
-                                  output_attentions=False) -> SequenceClassifierOutput:
-    """LlamaForSequenceClassification. logits: [B, num_labels], read at the last non-pad token."""
-    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
-                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    idx = pooled_index(config, input_ids)
+def sequence_classification_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
+    """logits: [B, num_labels], read at the last non-pad token."""
+    idx = pooled_index(config, inputs["input_ids"])
     pooled_hidden = jnp.take_along_axis(out.last_hidden_state, idx[:, None, None], axis=1)[:, 0]
     logits = L.dense(params["score"], pooled_hidden)
-    loss = None
-    if labels is not None:
-        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+    labels = inputs["labels"]
+    loss = None if labels is None else \
+        sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss)
 
 
-def llama_token_classification(params, config, input_ids, attention_mask=None, position_ids=None, labels=None, *,
-                               deterministic=True, rng=None, output_hidden_states=False,
-                               output_attentions=False) -> TokenClassifierOutput:
-    """LlamaForTokenClassification. logits: [B, T, num_labels]."""
-    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic,
-                     rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
-                     output_attentions=output_attentions)
-    hidden = L.dropout(out.last_hidden_state, config.token_dropout, deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["score"], hidden)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+def token_classification_head(params, config, out, inputs, *, deterministic, rng) -> TokenClassifierOutput:
+    """logits: [B, T, num_labels] (dropout config.token_dropout before the score)."""
+    return token_classification(params["score"], out.last_hidden_state, inputs["labels"], config.token_dropout,
+                                deterministic=deterministic, rng=rng)
 
 
-def llama_question_answering(params, config, input_ids, attention_mask=None, position_ids=None, start_positions=None,
-                             end_positions=None, *, deterministic=True, rng=None, output_hidden_states=False,
-                             output_attentions=False) -> QuestionAnsweringOutput:
-    """LlamaForQuestionAnswering. start_logits, end_logits: [B, T]."""
-    out, _ = decoder(params, config, input_ids, attention_mask, position_ids, deterministic=deterministic, rng=rng,
-                     output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
-    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
-                                   attentions=out.attentions)
+def question_answering_head(params, config, out, inputs, *, deterministic, rng) -> QuestionAnsweringOutput:
+    """start_logits, end_logits: [B, T]."""
+    return question_answering(params["qa_outputs"], out.last_hidden_state, inputs)
 
 
 # ------------------------------------------------------------------------------------ generation

@@ -36,7 +36,7 @@ from common.sharding import make_mesh
 from common.tokenization import docs_corpus, train_byte_level_bpe
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from llama_jax.config import LlamaConfig
-from llama_jax.model import init_params, llama_causal_lm
+from llama_jax.family import init_params, llama_causal_lm
 from llama_jax.sharding import PARTITION_RULES
 from llama_jax.tokenizer import LlamaTokenizer
 

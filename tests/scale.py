@@ -14,7 +14,7 @@ from common.train import OptimizerConfig, init_train_state, make_optimizer, make
 
 def split_static(model, head: str, inputs: dict) -> tuple[dict, dict]:
     """Validate ``inputs`` as Model does: (arrays, host-computed static arguments such as max_num_global)."""
-    data = model.spec.validate_inputs(model.config, head, inputs)
+    data = model.spec.validate_inputs(model.config, inputs)
     static = {name: data.pop(name) for name in model.spec.static_args if name in data}
     return data, static
 

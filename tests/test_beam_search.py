@@ -157,6 +157,9 @@ def test_bad_beam_arguments(setup, kw, message):
 
 def test_beam_search_needs_reorder_hook(setup):
     _, ours, ids, mask, _ = setup
-    no_hook = Model(ours.config, ours.params, dataclasses.replace(ours.spec, reorder_cache=None))
+    # The same head whose generation hooks lack reorder_cache (they live in the head's declaration).
+    head = ours.spec.declaration
+    no_reorder = dataclasses.replace(head, generation=dataclasses.replace(head.generation, reorder_cache=None))
+    no_hook = Model(ours.config, ours.params, dataclasses.replace(ours.spec, declaration=no_reorder))
     with pytest.raises(ValueError, match=r"num_beams = 2 is not supported .* cannot be reordered"):
         no_hook.generate(ids, attention_mask=mask, num_beams=2)

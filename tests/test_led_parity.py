@@ -57,6 +57,8 @@ def compare(head, got, ref, enc_mask, dec_mask):
     for name in FIELDS[head]:
         rows = None if head == "sequence_classification" else dec_rows
         assert_close(getattr(got, name), getattr(ref, name).numpy(), rows, name)
+    if head != "model":  # HF's head outputs have no last_hidden_state: the decoder's state is not carried over
+        assert got.last_hidden_state is None
     assert_close(got.encoder_last_hidden_state, ref.encoder_last_hidden_state.numpy(), enc_rows, "encoder_last")
     for ours_name, ref_name, rows in (("encoder_hidden_states", "encoder_hidden_states", enc_rows),
                                       ("decoder_hidden_states", "decoder_hidden_states", dec_rows)):

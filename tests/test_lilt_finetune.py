@@ -12,8 +12,7 @@ import jax
 import numpy as np
 
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
-from lilt_jax.config import LiltConfig
-from lilt_jax.model import init_params, lilt_token_classification
+from lilt_jax import LiltConfig, init_params, lilt_token_classification
 from lilt_jax.tokenizer import normalize_box
 
 LABELS = ("O", "HEADER", "QUESTION", "ANSWER")

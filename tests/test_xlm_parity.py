@@ -88,7 +88,7 @@ def test_config_variants(tmp_path, variant):
 
 def test_sinusoidal_init_and_languages_matter(tmp_path):
     """init_params' sinusoidal table is HF's; the language embedding reaches the output."""
-    from xlm_jax.model import init_params
+    from xlm_jax import init_params
 
     hf = hf_model("model", sinusoidal_embeddings=True)
     ours = conversion.from_pretrained(save_hf(hf, tmp_path / "m"), progress=False)
@@ -190,7 +190,7 @@ def test_config_round_trip_and_validation():
 
 def test_adaptive_softmax_is_refused_by_name(tmp_path):
     from xlm_jax.config import XLMConfig
-    from xlm_jax.model import init_params
+    from xlm_jax import init_params
 
     config = XLMConfig(vocab_size=50, emb_dim=16, n_layers=1, n_heads=2, asm=True)
     with pytest.raises(ValueError, match="'asm'"):

@@ -14,7 +14,7 @@ import conversion
 from common.model import Model
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from xlm_jax.config import XLMConfig
-from xlm_jax.model import init_params, xlm_with_lm_head
+from xlm_jax import init_params, xlm_with_lm_head
 
 FIRST, N_NUMBERS, MASK, PAD, T = 14, 50, 5, 2, 13
 

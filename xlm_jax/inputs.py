@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from common import validation as V
+from common.family import Head, checked_labels
 from common.losses import IGNORE_INDEX
 from xlm_jax.config import XLMConfig
 
@@ -44,9 +45,9 @@ def _per_row(inputs: dict[str, Any], name: str, batch: int, low: int, high: int,
     return arr.astype(np.int32)
 
 
-def validate_inputs(config: XLMConfig, head: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+def validate_inputs(config: XLMConfig, head: Head, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check and convert the array inputs of ``head``; returns them as numpy arrays (None dropped)."""
-    choice = head == "multiple_choice"
+    choice = head.label_kind == "choice"
     rank, layout = (3, "[batch, choices, seq]") if choice else (2, "[batch, seq]")
     ids = V.token_ids("input_ids", inputs.get("input_ids"), config.vocab_size, rank, layout)
     shape, batch, t = ids.shape, ids.shape[0], ids.shape[-1]
@@ -65,23 +66,18 @@ def validate_inputs(config: XLMConfig, head: str, inputs: dict[str, Any]) -> dic
     if inputs.get("lengths") is not None:  # (multiple choice has no lengths argument: transformers drops it)
         out["lengths"] = _per_row(inputs, "lengths", batch, 0, t + 1)
 
-    labels = inputs.get("labels")
-    if labels is not None:
-        kind, classes = {"with_lm_head": ("token", config.vocab_size), "token_classification":
-                         ("token", config.num_labels), "sequence_classification": ("sequence", config.num_labels),
-                         "multiple_choice": ("choice", shape[1])}.get(head, (None, 0))
-        if kind is None:
-            raise ValueError(f"{head} takes no labels" + (" (use start_positions / end_positions)"
-                                                          if head.startswith("question_answering") else ""))
-        out["labels"] = V.labels(labels, kind, batch=batch, token_shape=shape, classes=classes)
+    span = "start_positions" in head.inputs
+    if inputs.get("labels") is not None and head.label_kind is None:  # said here to point QA callers at positions
+        raise ValueError(f"{head.name} takes no labels" + (" (use start_positions / end_positions)" if span else ""))
+    out.update(checked_labels(head, config, inputs, shape))
 
-    if head == "question_answering_simple":
+    if "cls_index" in head.inputs:  # the SQuAD head
+        out.update(_squad_inputs(config, inputs, batch, t))
+    elif span:
         if config.num_labels != 2:
-            raise ValueError(f"XLMForQuestionAnsweringSimple needs num_labels = 2 (start and end), the config has "
+            raise ValueError(f"{head.hf_class} needs num_labels = 2 (start and end), the config has "
                              f"{config.num_labels}")
         out.update(V.span_positions(inputs, batch))
-    elif head == "question_answering":
-        out.update(_squad_inputs(config, inputs, batch, t))
     return {k: v for k, v in out.items() if v is not None}
 
 

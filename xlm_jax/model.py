@@ -1,4 +1,6 @@
-"""XLM (cross-lingual language model pre-training) as pure functions: ``init_params`` and one function per HF head.
+"""XLM (cross-lingual language model pre-training) as pure functions: the encoder (the family's backbone), its
+params' init, what each head computes from the encoder's output (family.py declares the heads; common.family runs
+them), and the generation hooks.
 
 A post-LN transformer encoder: word + position (+ language) embeddings, layer norm, then layers of
 ``x = LN1(x + MHA(x)); x = LN2(x + FFN(x))`` with the padding rows zeroed after the embeddings and after every
@@ -19,9 +21,10 @@ Param tree (L = n_layers, D = emb_dim, F = 4 D):
     qa_outputs/{start_logits/dense, end_logits/{dense_0, layer_norm, dense_1}, answer_class/{dense_0, dense_1}}
         (question_answering: the SQuAD head)
 
-Every head: ``f(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-position_ids=None, lengths=None, <labels...>, *, deterministic=True, rng=None, output_hidden_states=False,
-output_attentions=False)`` with input_ids [B, T] ([B, C, T] for multiple choice).
+Every head function (``xlm_jax.xlm_<head>``): ``f(params, config, input_ids, attention_mask=None, langs=None,
+token_type_ids=None, position_ids=None, lengths=None, <labels...>, *, deterministic=True, rng=None,
+output_hidden_states=False, output_attentions=False)`` with input_ids [B, T] ([B, C, T] and no ``lengths`` for
+multiple choice).
 """
 
 from __future__ import annotations
@@ -35,17 +38,13 @@ import numpy as np
 
 from common import layers as L
 from common.attention import attention
-from common.heads import choice_logits, span_head
+from common.heads import choice_logits, question_answering, token_classification
 from common.losses import binary_cross_entropy_with_logits, cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput, \
     SquadHeadOutput, TokenClassifierOutput
 from common.remat import remat
 from common.sharding import BATCH, constrain, like, take
 from xlm_jax.config import XLMConfig
-
-HEADS = ("model", "with_lm_head", "sequence_classification", "multiple_choice", "token_classification",
-         "question_answering_simple", "question_answering")
-
 
 # ------------------------------------------------------------------------------------------- init
 def sinusoidal_table(n_pos: int, dim: int) -> np.ndarray:
@@ -56,14 +55,16 @@ def sinusoidal_table(n_pos: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)
 
 
-def init_params(config: XLMConfig, key, dtype=jnp.float32, head: str = "model") -> dict:
-    """Random params with HF's init: embeddings normal(0, embed_init_std) (the pad row zero; sinusoidal
-    positions when configured), linears normal(0, init_std), norms at 1, biases at 0."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is invalid: expected one of {HEADS}")
+def _dense(config: XLMConfig, dtype):
+    return functools.partial(L.init_dense, std=config.init_std, bias=True, dtype=dtype)
+
+
+def init_backbone(key, config: XLMConfig, dtype=jnp.float32) -> dict:
+    """The encoder with HF's init: embeddings normal(0, embed_init_std) (the pad row zero; sinusoidal positions
+    when configured), linears normal(0, init_std), norms at 1, biases at 0."""
     c, d = config, config.emb_dim
-    k_emb, k_pos, k_lang, k_layers, k_head = jax.random.split(key, 5)
-    dense = functools.partial(L.init_dense, std=c.init_std, dtype=dtype)
+    k_emb, k_pos, k_lang, k_layers = jax.random.split(key, 4)
+    dense = _dense(c, dtype)
     embed = functools.partial(L.init_embedding, std=c.embed_init_std, dtype=dtype)
     words = embed(k_emb, c.vocab_size, d)
     words["embedding"] = words["embedding"].at[c.pad_token_id].set(0)
@@ -76,35 +77,56 @@ def init_params(config: XLMConfig, key, dtype=jnp.float32, head: str = "model") 
     def one_layer(k):
         ks = jax.random.split(k, 6)
         names = ("q_lin", "k_lin", "v_lin", "out_lin")
-        return {"attn": {n: dense(ks[j], d, d, bias=True) for j, n in enumerate(names)},
+        return {"attn": {n: dense(ks[j], d, d) for j, n in enumerate(names)},
                 "layer_norm1": L.init_layer_norm(d, dtype),
-                "ffn": {"lin1": dense(ks[4], d, c.ffn_dim, bias=True), "lin2": dense(ks[5], c.ffn_dim, d, bias=True)},
+                "ffn": {"lin1": dense(ks[4], d, c.ffn_dim), "lin2": dense(ks[5], c.ffn_dim, d)},
                 "layer_norm2": L.init_layer_norm(d, dtype)}
 
     params["layers"] = jax.vmap(one_layer)(jax.random.split(k_layers, c.n_layers))
-    kh = jax.random.split(k_head, 5)
-    if head == "with_lm_head":
-        check_no_asm(c)
-        params["pred_layer"] = {"bias": jnp.zeros((c.vocab_size,), dtype)}
-        if not c.tie_word_embeddings:
-            params["pred_layer"]["weight"] = L.normal_init(kh[1], (c.vocab_size, d), c.init_std, dtype)
-    elif head in ("sequence_classification", "multiple_choice"):
-        if c.summary_use_proj:
-            params["sequence_summary"] = {"summary": dense(kh[0], d, c.summary_dim, bias=True)}
-        if head == "multiple_choice":
-            params["logits_proj"] = dense(kh[1], c.num_labels, 1, bias=True)
-    elif head == "token_classification":
-        params["classifier"] = dense(kh[0], d, c.num_labels, bias=True)
-    elif head == "question_answering_simple":
-        params["qa_outputs"] = dense(kh[0], d, c.num_labels, bias=True)
-    elif head == "question_answering":
-        params["qa_outputs"] = {
-            "start_logits": {"dense": dense(kh[0], d, 1, bias=True)},
-            "end_logits": {"dense_0": dense(kh[1], 2 * d, d, bias=True), "layer_norm": L.init_layer_norm(d, dtype),
-                           "dense_1": dense(kh[2], d, 1, bias=True)},
-            "answer_class": {"dense_0": dense(kh[3], 2 * d, d, bias=True), "dense_1": dense(kh[4], d, 1, bias=False)},
-        }
     return params
+
+
+def init_lm_head(key, config: XLMConfig, dtype) -> dict:
+    """pred_layer: the bias [V] (the weight is the word embedding; its own [V, D] when untied)."""
+    check_no_asm(config)
+    head = {"bias": jnp.zeros((config.vocab_size,), dtype)}
+    if not config.tie_word_embeddings:
+        head["weight"] = L.normal_init(key, (config.vocab_size, config.emb_dim), config.init_std, dtype)
+    return {"pred_layer": head}
+
+
+def init_sequence_summary(key, config: XLMConfig, dtype) -> dict:
+    """The SequenceSummary's projection [D, summary_dim], or nothing when the config uses none."""
+    if not config.summary_use_proj:
+        return {}
+    return {"sequence_summary": {"summary": _dense(config, dtype)(key, config.emb_dim, config.summary_dim)}}
+
+
+def init_choice_head(key, config: XLMConfig, dtype) -> dict:
+    k_summary, k_proj = jax.random.split(key)
+    return {**init_sequence_summary(k_summary, config, dtype),
+            "logits_proj": _dense(config, dtype)(k_proj, config.num_labels, 1)}
+
+
+def init_token_head(key, config: XLMConfig, dtype) -> dict:
+    return {"classifier": _dense(config, dtype)(key, config.emb_dim, config.num_labels)}
+
+
+def init_span_head(key, config: XLMConfig, dtype) -> dict:
+    """question_answering_simple: qa_outputs [D, num_labels] (num_labels = 2: start and end)."""
+    return {"qa_outputs": _dense(config, dtype)(key, config.emb_dim, config.num_labels)}
+
+
+def init_squad_head(key, config: XLMConfig, dtype) -> dict:
+    """question_answering: HF's XLMSQuADHead (start logits, end logits on [h; start state], answer class)."""
+    d, dense = config.emb_dim, _dense(config, dtype)
+    ks = jax.random.split(key, 5)
+    return {"qa_outputs": {
+        "start_logits": {"dense": dense(ks[0], d, 1)},
+        "end_logits": {"dense_0": dense(ks[1], 2 * d, d), "layer_norm": L.init_layer_norm(d, dtype),
+                       "dense_1": dense(ks[2], d, 1)},
+        "answer_class": {"dense_0": dense(ks[3], 2 * d, d), "dense_1": dense(ks[4], d, 1, bias=False)},
+    }}
 
 
 # ---------------------------------------------------------------------------------------- blocks
@@ -264,14 +286,27 @@ def squad_head(p, config: XLMConfig, hidden, start_positions=None, end_positions
                            cls_logits=answer_class(expected_start, cls_states))
 
 
+# ---------------------------------------------------------------------------------- head inputs
+def lengths_as_mask(config: XLMConfig, inputs: dict) -> dict:
+    """``Head.prepare`` of the heads with ``lengths``: HF reads lengths only without an attention_mask, and then
+    as the padding mask ``t < lengths`` (the encoder's own default, the non-pad count, needs neither)."""
+    if inputs["attention_mask"] is None and inputs["lengths"] is not None:
+        inputs = {**inputs, "attention_mask": padding_mask(config, inputs["input_ids"], None, inputs["lengths"])}
+    return inputs
+
+
+def flatten_choices(config: XLMConfig, inputs: dict) -> dict:
+    """``Head.prepare`` of multiple choice: the [B, C, T] inputs as [B * C, T] (HF ignores lengths there)."""
+    t = inputs["input_ids"].shape[-1]
+    return {k: jnp.asarray(v).reshape(-1, t) if v is not None and np.ndim(v) == 3 else v for k, v in inputs.items()}
+
+
 # ----------------------------------------------------------------------------------------- heads
-def xlm_model(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None, position_ids=None,
-              lengths=None, *, deterministic=True, rng=None, output_hidden_states=False,
-              output_attentions=False) -> BaseModelOutput:
+# Each head: (params, config, out, inputs, *, deterministic, rng) -> output; out is encoder(...)'s output,
+# inputs the head function's arguments as given (see common.family).
+def model_head(params, config, out, inputs, *, deterministic, rng) -> BaseModelOutput:
     """XLMModel. last_hidden_state: [B, T, D]."""
-    return encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                   deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                   output_attentions=output_attentions)
+    return out
 
 
 def check_no_asm(config: XLMConfig) -> None:
@@ -289,90 +324,51 @@ def lm_logits(params, config: XLMConfig, hidden):
     return logits + params["pred_layer"]["bias"].astype(hidden.dtype)
 
 
-def xlm_with_lm_head(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                     position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
-                     output_hidden_states=False, output_attentions=False) -> MaskedLMOutput:
+def lm_head(params, config, out, inputs, *, deterministic, rng) -> MaskedLMOutput:
     """XLMWithLMHeadModel. logits: [B, T, V]; loss: CE against labels at the same positions (not shifted, as HF;
     -100 ignored). The adaptive-softmax option (asm) is refused with an error that names it."""
-    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
     logits = lm_logits(params, config, out.last_hidden_state)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return MaskedLMOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+    labels = inputs["labels"]
+    return MaskedLMOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
-def xlm_sequence_classification(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                                position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
-                                output_hidden_states=False, output_attentions=False) -> SequenceClassifierOutput:
+def sequence_classification_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
     """XLMForSequenceClassification. logits: [B, summary_dim] (num_labels with the default projection)."""
-    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
     logits = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,
-                              deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    loss = None
-    if labels is not None:
-        loss = sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
-                                    attentions=out.attentions)
+                              deterministic=deterministic, rng=rng)
+    labels = inputs["labels"]
+    loss = None if labels is None else \
+        sequence_classification_loss(logits, labels, config.num_labels, config.problem_type)
+    return SequenceClassifierOutput(logits=logits, loss=loss)
 
 
-def xlm_multiple_choice(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                        position_ids=None, labels=None, *, deterministic=True, rng=None, output_hidden_states=False,
-                        output_attentions=False) -> SequenceClassifierOutput:
+def multiple_choice_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
     """XLMForMultipleChoice. input_ids etc.: [B, C, T]; logits: [B, C] (summary, then logits_proj). HF ignores
     ``lengths`` here; so there is none. hidden_states / attentions are over the flattened [B * C, ...]."""
-    b, c, t = input_ids.shape
-    flat = lambda a: None if a is None else jnp.asarray(a).reshape(b * c, t)  # noqa: E731
-    out = encoder(params, config, flat(input_ids), flat(attention_mask), flat(langs), flat(token_type_ids),
-                  flat(position_ids), deterministic=deterministic, rng=L.fold_rng(rng, 0),
-                  output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+    b, c, _ = np.shape(inputs["input_ids"])
     summary = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,
-                               deterministic=deterministic, rng=L.fold_rng(rng, 1))
+                               deterministic=deterministic, rng=rng)
     logits = choice_logits(L.dense(params["logits_proj"], summary), b, c)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states,
-                                    attentions=out.attentions)
+    labels = inputs["labels"]
+    return SequenceClassifierOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
-def xlm_token_classification(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                             position_ids=None, lengths=None, labels=None, *, deterministic=True, rng=None,
-                             output_hidden_states=False, output_attentions=False) -> TokenClassifierOutput:
+def token_classification_head(params, config, out, inputs, *, deterministic, rng) -> TokenClassifierOutput:
     """XLMForTokenClassification. logits: [B, T, num_labels]; loss: CE over labels != -100."""
-    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                  deterministic=deterministic, rng=L.fold_rng(rng, 0), output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
-    hidden = L.dropout(out.last_hidden_state, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 1))
-    logits = L.dense(params["classifier"], hidden)
-    loss = cross_entropy(logits, labels) if labels is not None else None
-    return TokenClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
+    return token_classification(params["classifier"], out.last_hidden_state, inputs["labels"], config.dropout,
+                                deterministic=deterministic, rng=rng)
 
 
-def xlm_question_answering_simple(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                                  position_ids=None, lengths=None, start_positions=None, end_positions=None, *,
-                                  deterministic=True, rng=None, output_hidden_states=False,
-                                  output_attentions=False) -> QuestionAnsweringOutput:
+def question_answering_simple_head(params, config, out, inputs, *, deterministic, rng) -> QuestionAnsweringOutput:
     """XLMForQuestionAnsweringSimple (what AutoModelForQuestionAnswering gives for XLM). start/end_logits: [B, T]."""
-    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
-    start, end, loss = span_head(params["qa_outputs"], out.last_hidden_state, start_positions, end_positions)
-    return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss, hidden_states=out.hidden_states,
-                                   attentions=out.attentions)
+    return question_answering(params["qa_outputs"], out.last_hidden_state, inputs)
 
 
-def xlm_question_answering(params, config, input_ids, attention_mask=None, langs=None, token_type_ids=None,
-                           position_ids=None, lengths=None, start_positions=None, end_positions=None,
-                           is_impossible=None, cls_index=None, p_mask=None, *, deterministic=True, rng=None,
-                           output_hidden_states=False, output_attentions=False) -> SquadHeadOutput:
+def question_answering_head(params, config, out, inputs, *, deterministic, rng) -> SquadHeadOutput:
     """XLMForQuestionAnswering (the SQuAD head, see :func:`squad_head`)."""
-    out = encoder(params, config, input_ids, attention_mask, langs, token_type_ids, position_ids, lengths,
-                  deterministic=deterministic, rng=rng, output_hidden_states=output_hidden_states,
-                  output_attentions=output_attentions)
-    head = squad_head(params["qa_outputs"], config, out.last_hidden_state, start_positions, end_positions,
-                      cls_index, is_impossible, p_mask)
-    return head.replace(hidden_states=out.hidden_states, attentions=out.attentions)
+    return squad_head(params["qa_outputs"], config, out.last_hidden_state, start_positions=inputs["start_positions"],
+                      end_positions=inputs["end_positions"], cls_index=inputs["cls_index"],
+                      is_impossible=inputs["is_impossible"], p_mask=inputs["p_mask"])
 
 
 # ------------------------------------------------------------------------------------ generation
@@ -424,8 +420,3 @@ def cached_step(params, config: XLMConfig, input_ids, attention_mask, position_i
 def reorder_cache(cache: dict, rows) -> dict:
     """Rows ``rows`` [N] of the buffer (beam search); the write index is shared."""
     return {name: x if name == "index" else take(x, rows) for name, x in cache.items()}
-
-
-__all__ = ["HEADS", "init_params", "encoder", "xlm_model", "xlm_with_lm_head", "xlm_sequence_classification",
-           "xlm_multiple_choice", "xlm_token_classification", "xlm_question_answering_simple",
-           "xlm_question_answering", "sinusoidal_table", "init_cache", "cached_step", "reorder_cache"]
