@@ -13,8 +13,11 @@ Model pieces
     kernels/        the Pallas block-sparse flash-attention kernels (TPU Mosaic and GPU launchers)
     remat, outputs, losses   activation checkpointing policies, output pytrees with HF names, HF's losses
 Runtime
+    family          Family / Head: a family declared once as data (backbone, heads, input checks, generation
+                    hooks, partition rules); the one prepare -> backbone -> head path every head runs
+                    (run_head) and the generated public head functions
     config          ZooConfig: the frozen, hashable config base (HF config.json round trip, runtime fields)
-    model           Model: config + params + head spec; validated, jitted calls and generate
+    model           Model: config + params + one bound head (HeadSpec); validated, jitted calls and generate
     validation      input checks at the API boundary (on the host, or on the devices for device arrays)
     generation, beam_search   HF-identical greedy / sampling / beam search in one jitted loop
     sharding        meshes (Auto or Explicit axes), partition rules that fail loudly, activation constraints

@@ -53,6 +53,13 @@ def question_answering(p, hidden, inputs) -> QuestionAnsweringOutput:
     return QuestionAnsweringOutput(start_logits=start, end_logits=end, loss=loss)
 
 
+def flatten_choices(inputs: dict) -> dict:
+    """A multiple-choice head's inputs, [B, C, T] each, as [B * C, T] for the backbone (other entries as they
+    are): every choice runs as its own row."""
+    t = inputs["input_ids"].shape[-1]
+    return {k: jnp.reshape(v, (-1, t)) if v is not None and jnp.ndim(v) == 3 else v for k, v in inputs.items()}
+
+
 def choice_logits(scores, batch: int, choices: int):
     """Multiple choice: the per-(example, choice) scores [batch * choices, 1] as logits [batch, choices]. Under
     Explicit mesh axes the batch split moves onto the examples (JAX cannot infer a reshape of a split axis)."""

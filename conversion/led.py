@@ -11,7 +11,8 @@ numbered by its param's leading axis (conversion/mapping.py), which init_params 
 from __future__ import annotations
 
 from common.longformer_attention import PROJECTIONS
-from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
+from conversion.mapping import (NameTable, Rule, dense_rules, head_classifier, head_linear, layer_norm_rules,
+                                no_rules)
 from led_jax.config import LEDConfig
 from led_jax.model import ATTN_PROJ
 
@@ -44,26 +45,11 @@ def backbone(config: LEDConfig) -> list[Rule]:
     return out
 
 
-def no_rules(config: LEDConfig) -> list[Rule]:
-    """LEDModel: the backbone only."""
-    return []
-
-
 def lm_head(config: LEDConfig) -> list[Rule]:
     out = [Rule("final_logits_bias", ("final_logits_bias",), "row", on_backbone=False, default="zeros")]
     if not config.tie_word_embeddings:
         out += dense_rules("lm_head", ("lm_head",), bias=False, on_backbone=False)
     return out
-
-
-def classification_head(config: LEDConfig) -> list[Rule]:
-    return [rule for name in ("dense", "out_proj")
-            for rule in dense_rules(f"classification_head.{name}", ("classification_head", name), bias=True,
-                                    on_backbone=False)]
-
-
-def qa_outputs(config: LEDConfig) -> list[Rule]:
-    return dense_rules("qa_outputs", ("qa_outputs",), bias=True, on_backbone=False)
 
 
 def ignored(config: LEDConfig, head: str) -> tuple[str, ...]:
@@ -78,8 +64,8 @@ TABLE = NameTable(
     heads={
         "model": no_rules,
         "conditional_generation": lm_head,
-        "sequence_classification": classification_head,
-        "question_answering": qa_outputs,
+        "sequence_classification": head_classifier("classification_head"),
+        "question_answering": head_linear("qa_outputs"),
     },
     ignored=ignored,
 )

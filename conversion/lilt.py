@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
+from conversion.mapping import (NameTable, Rule, dense_rules, head_classifier, head_linear,
+                                layer_norm_rules)
 from lilt_jax.config import LiltConfig
 from lilt_jax.model import BOX_TABLES
 
@@ -34,16 +35,6 @@ def pooler(config: LiltConfig) -> list[Rule]:
     return dense_rules("pooler.dense", ("pooler", "dense"), bias=True)
 
 
-def classifier(config: LiltConfig) -> list[Rule]:
-    return (dense_rules("classifier.dense", ("classifier", "dense"), bias=True, on_backbone=False)
-            + dense_rules("classifier.out_proj", ("classifier", "out_proj"), bias=True, on_backbone=False))
-
-
-def linear(hf: str):
-    """Rules of a head that is one Linear named ``hf`` (at the top of the state dict)."""
-    return lambda config: dense_rules(hf, (hf,), bias=True, on_backbone=False)
-
-
 def ignored(config: LiltConfig, head: str) -> tuple[str, ...]:
     if head != "model":
         return IGNORED + (r"lilt\.pooler\.dense\.(weight|bias)",)  # a pooler saved with a head that does not use it
@@ -54,9 +45,9 @@ TABLE = NameTable(
     backbone=backbone,
     heads={
         "model": pooler,
-        "sequence_classification": classifier,
-        "token_classification": linear("classifier"),
-        "question_answering": linear("qa_outputs"),
+        "sequence_classification": head_classifier("classifier"),
+        "token_classification": head_linear("classifier"),
+        "question_answering": head_linear("qa_outputs"),
     },
     ignored=ignored,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversion.mapping import NameTable, Rule, dense_rules
+from conversion.mapping import NameTable, Rule, dense_rules, head_linear, no_rules
 from llama_jax.config import LlamaConfig
 
 # Keys old checkpoints carry that are recomputed, not learned.
@@ -32,10 +32,6 @@ def score(bias: bool) -> list[Rule]:
     return dense_rules("score", ("score",), bias=bias, on_backbone=False)
 
 
-def qa_outputs(config: LlamaConfig) -> list[Rule]:
-    return dense_rules("qa_outputs", ("qa_outputs",), bias=True, on_backbone=False)
-
-
 def ignored(config: LlamaConfig, head: str) -> tuple[str, ...]:
     # A tied checkpoint may still carry lm_head.weight (the same tensor as the embedding).
     return IGNORED + ((r"lm_head\.weight",) if config.tie_word_embeddings else ())
@@ -44,11 +40,11 @@ def ignored(config: LlamaConfig, head: str) -> tuple[str, ...]:
 TABLE = NameTable(
     backbone=backbone,
     heads={
-        "model": lambda config: [],
+        "model": no_rules,
         "causal_lm": lm_head,
         "sequence_classification": lambda config: score(bias=False),
         "token_classification": lambda config: score(bias=config.token_classification_bias),
-        "question_answering": qa_outputs,
+        "question_answering": head_linear("qa_outputs"),
     },
     ignored=ignored,
 )

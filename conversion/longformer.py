@@ -8,7 +8,8 @@ has only that one; the other copies are dropped) and written.
 from __future__ import annotations
 
 from common.longformer_attention import PROJECTIONS
-from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
+from conversion.mapping import (NameTable, Rule, dense_rules, head_classifier, head_linear,
+                                layer_norm_rules)
 from longformer_jax.config import LongformerConfig
 
 # Keys old checkpoints carry that are recomputed, not learned.
@@ -45,16 +46,6 @@ def lm_head(config: LongformerConfig) -> list[Rule]:
     return out
 
 
-def classifier(config: LongformerConfig) -> list[Rule]:
-    return (dense_rules("classifier.dense", ("classifier", "dense"), bias=True, on_backbone=False)
-            + dense_rules("classifier.out_proj", ("classifier", "out_proj"), bias=True, on_backbone=False))
-
-
-def linear(hf: str):
-    """Rules of a head that is one Linear named ``hf`` (at the top of the state dict)."""
-    return lambda config: dense_rules(hf, (hf,), bias=True, on_backbone=False)
-
-
 def ignored(config: LongformerConfig, head: str) -> tuple[str, ...]:
     extra: tuple[str, ...] = ()
     if head == "masked_lm":
@@ -70,10 +61,10 @@ TABLE = NameTable(
     heads={
         "model": pooler,
         "masked_lm": lm_head,
-        "sequence_classification": classifier,
-        "multiple_choice": lambda config: pooler(config) + linear("classifier")(config),
-        "token_classification": linear("classifier"),
-        "question_answering": linear("qa_outputs"),
+        "sequence_classification": head_classifier("classifier"),
+        "multiple_choice": lambda config: pooler(config) + head_linear("classifier")(config),
+        "token_classification": head_linear("classifier"),
+        "question_answering": head_linear("qa_outputs"),
     },
     ignored=ignored,
 )

@@ -90,6 +90,24 @@ def layer_norm_rules(hf: str, path: tuple[str, ...], *, on_backbone: bool = True
             Rule(f"{hf}.bias", path + ("bias",), "none", on_backbone)]
 
 
+def head_linear(hf: str) -> Callable:
+    """Rules (config -> rules) of a head that is one Linear named ``hf`` with a bias, at the top of the state dict
+    (``qa_outputs``, ``classifier``, ...)."""
+    return lambda config: dense_rules(hf, (hf,), bias=True, on_backbone=False)
+
+
+def head_classifier(hf: str) -> Callable:
+    """Rules (config -> rules) of a RoBERTa / BART classification head named ``hf``: ``dense`` and ``out_proj``
+    (common.heads.classification_head)."""
+    return lambda config: (dense_rules(f"{hf}.dense", (hf, "dense"), bias=True, on_backbone=False)
+                           + dense_rules(f"{hf}.out_proj", (hf, "out_proj"), bias=True, on_backbone=False))
+
+
+def no_rules(config) -> list[Rule]:
+    """A head without tensors of its own (the bare backbone)."""
+    return []
+
+
 @dataclasses.dataclass(frozen=True)
 class NameTable:
     """A family's two-way name table: the backbone's rules, each head's own (keyed by the family's head names,

@@ -7,7 +7,7 @@ without it.
 
 from __future__ import annotations
 
-from conversion.mapping import NameTable, Rule, dense_rules, layer_norm_rules
+from conversion.mapping import NameTable, Rule, dense_rules, head_linear, layer_norm_rules, no_rules
 from xlm_jax.config import XLMConfig
 
 IGNORED = (r"(transformer\.)?position_ids",)  # a buffer old files carry
@@ -28,10 +28,6 @@ def backbone(config: XLMConfig) -> list[Rule]:
     return out
 
 
-def no_rules(config: XLMConfig) -> list[Rule]:
-    return []
-
-
 def lm_head(config: XLMConfig) -> list[Rule]:
     out = [Rule("pred_layer.proj.bias", ("pred_layer", "bias"), "none", on_backbone=False)]
     if not config.tie_word_embeddings:
@@ -43,11 +39,6 @@ def sequence_summary(config: XLMConfig) -> list[Rule]:
     if not config.summary_use_proj:
         return []
     return dense_rules("sequence_summary.summary", ("sequence_summary", "summary"), bias=True, on_backbone=False)
-
-
-def linear(hf: str):
-    """Rules of a head that is one Linear named ``hf`` (at the top of the state dict)."""
-    return lambda config: dense_rules(hf, (hf,), bias=True, on_backbone=False)
 
 
 def squad_head(config: XLMConfig) -> list[Rule]:
@@ -75,9 +66,9 @@ TABLE = NameTable(
         "model": no_rules,
         "with_lm_head": lm_head,
         "sequence_classification": sequence_summary,
-        "multiple_choice": lambda config: sequence_summary(config) + linear("logits_proj")(config),
-        "token_classification": linear("classifier"),
-        "question_answering_simple": linear("qa_outputs"),
+        "multiple_choice": lambda config: sequence_summary(config) + head_linear("logits_proj")(config),
+        "token_classification": head_linear("classifier"),
+        "question_answering_simple": head_linear("qa_outputs"),
         "question_answering": squad_head,
     },
     ignored=ignored,

@@ -40,8 +40,8 @@ import numpy as np
 
 from common import layers as L
 from common.longformer_stack import encode_layers, init_layers, num_global_slots, pad_to_window
-from common.heads import (choice_logits, classification_head, init_classification_head, question_answering,
-                          token_classification)
+from common.heads import (choice_logits, classification_head, flatten_choices, init_classification_head,
+                          question_answering, token_classification)
 from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import (BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput,
                             TokenClassifierOutput)
@@ -137,10 +137,7 @@ class DefaultGlobal:
         inputs = dict(inputs)
         if inputs["global_attention_mask"] is None:
             inputs["global_attention_mask"] = self.rule(config, inputs["input_ids"])
-        if not self.choices:
-            return inputs
-        t = inputs["input_ids"].shape[-1]
-        return {k: v.reshape(-1, t) if v is not None and np.ndim(v) == 3 else v for k, v in inputs.items()}
+        return flatten_choices(inputs) if self.choices else inputs
 
 
 # ---------------------------------------------------------------------------------------- blocks

@@ -1,6 +1,6 @@
 """The one factory of tiny random transformers checkpoints (built locally; nothing from the Hub).
 
-Each family's ``tests/<family>/tiny.py`` declares a ``TinyCheckpoints`` (its HF classes, its tiny config, the
+Each family's ``tests/<family>/hf_<family>.py`` declares a ``TinyCheckpoints`` (its HF classes, its tiny config, the
 per-head config defaults transformers needs) plus the inputs its tests use; building, saving and running the
 reference model is the same for every family and lives here.
 """

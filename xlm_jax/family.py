@@ -35,7 +35,7 @@ FAMILY = Family(
         Head("XLMForSequenceClassification", "sequence_classification", PREFIX, M.sequence_classification_head,
              M.init_sequence_summary, inputs=LABELS, label_kind="sequence", prepare=M.lengths_as_mask),
         Head("XLMForMultipleChoice", "multiple_choice", PREFIX, M.multiple_choice_head, M.init_choice_head,
-             inputs=("labels",), label_kind="choice", prepare=M.flatten_choices),
+             inputs=("labels",), label_kind="choice", prepare=M.choices_as_rows),
         Head("XLMForTokenClassification", "token_classification", PREFIX, M.token_classification_head,
              M.init_token_head, inputs=LABELS, label_kind="token", prepare=M.lengths_as_mask),
         Head("XLMForQuestionAnsweringSimple", "question_answering_simple", PREFIX, M.question_answering_simple_head,

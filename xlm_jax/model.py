@@ -38,7 +38,7 @@ import numpy as np
 
 from common import layers as L
 from common.attention import attention
-from common.heads import choice_logits, question_answering, token_classification
+from common.heads import choice_logits, flatten_choices, question_answering, token_classification
 from common.losses import binary_cross_entropy_with_logits, cross_entropy, sequence_classification_loss
 from common.outputs import BaseModelOutput, MaskedLMOutput, QuestionAnsweringOutput, SequenceClassifierOutput, \
     SquadHeadOutput, TokenClassifierOutput
@@ -295,10 +295,9 @@ def lengths_as_mask(config: XLMConfig, inputs: dict) -> dict:
     return inputs
 
 
-def flatten_choices(config: XLMConfig, inputs: dict) -> dict:
+def choices_as_rows(config: XLMConfig, inputs: dict) -> dict:
     """``Head.prepare`` of multiple choice: the [B, C, T] inputs as [B * C, T] (HF ignores lengths there)."""
-    t = inputs["input_ids"].shape[-1]
-    return {k: jnp.asarray(v).reshape(-1, t) if v is not None and np.ndim(v) == 3 else v for k, v in inputs.items()}
+    return flatten_choices(inputs)
 
 
 # ----------------------------------------------------------------------------------------- heads
