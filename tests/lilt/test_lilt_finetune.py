@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from lilt_jax import LiltConfig, init_params, lilt_token_classification
 from lilt_jax.tokenizer import normalize_box
+
+# Training loops until the model learns: running, not compiling, is their cost.
+pytestmark = pytest.mark.optimized
 
 LABELS = ("O", "HEADER", "QUESTION", "ANSWER")
 BOS, PAD, EOS, FIRST_WORD = 0, 1, 2, 4  # RoBERTa's special ids; words take ids FIRST_WORD..

@@ -21,6 +21,9 @@ from common.tokenization import docs_corpus
 from conversion import ARCHITECTURES, save_pretrained
 from llama_jax.pretrain import PretrainConfig, ProbeTimes, plan_steps, run
 
+# Training loops until the model learns: running, not compiling, is their cost.
+pytestmark = pytest.mark.optimized
+
 SPEC = ARCHITECTURES["LlamaForCausalLM"].spec
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 import conversion
 from common.model import Model
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from xlm_jax.config import XLMConfig
 from xlm_jax import init_params, xlm_with_lm_head
+
+# Training loops until the model learns: running, not compiling, is their cost.
+pytestmark = pytest.mark.optimized
 
 FIRST, N_NUMBERS, MASK, PAD, T = 14, 50, 5, 2, 13
 
