@@ -170,8 +170,9 @@ def checked_labels(head: Head, config, inputs: dict, shape: tuple[int, ...]) -> 
     shape: input_ids' shape ([B, T], or [B, choices, T] for a choice head)."""
     if inputs.get("labels") is None:
         return {}
-    if head.label_kind is None:
-        raise ValueError(f"{head.hf_class} takes no labels")
+    if head.label_kind is None:  # a span head's targets have their own names: point there
+        hint = " (use start_positions / end_positions)" if "start_positions" in head.inputs else ""
+        raise ValueError(f"{head.name} takes no labels{hint}")
     if head.label_classes is not None:
         classes = head.label_classes(config)
     else:

@@ -96,9 +96,6 @@ def _checked_labels(config: LEDConfig, head: Head, inputs: dict[str, Any], ids_s
     labels = inputs.get("labels")
     if labels is None:
         return {}
-    if head.label_kind is None:
-        hint = " (use start_positions / end_positions)" if "start_positions" in head.inputs else ""
-        raise ValueError(f"{head.name} takes no labels{hint}")
     shape = ids_shape
     if head.label_kind == "token":
         b = ids_shape[0]

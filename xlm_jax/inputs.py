@@ -66,14 +66,11 @@ def validate_inputs(config: XLMConfig, head: Head, inputs: dict[str, Any]) -> di
     if inputs.get("lengths") is not None:  # (multiple choice has no lengths argument: transformers drops it)
         out["lengths"] = _per_row(inputs, "lengths", batch, 0, t + 1)
 
-    span = "start_positions" in head.inputs
-    if inputs.get("labels") is not None and head.label_kind is None:  # said here to point QA callers at positions
-        raise ValueError(f"{head.name} takes no labels" + (" (use start_positions / end_positions)" if span else ""))
     out.update(checked_labels(head, config, inputs, shape))
 
     if "cls_index" in head.inputs:  # the SQuAD head
         out.update(_squad_inputs(config, inputs, batch, t))
-    elif span:
+    elif "start_positions" in head.inputs:  # the simple span head
         if config.num_labels != 2:
             raise ValueError(f"{head.hf_class} needs num_labels = 2 (start and end), the config has "
                              f"{config.num_labels}")

@@ -148,6 +148,7 @@ CHILD = textwrap.dedent("""
     import sys
     import jax
     jax.config.update("jax_default_matmul_precision", "highest")  # as tests/conftest.py
+    jax.config.update("jax_disable_most_optimizations", True)  # as tests/conftest.py: the same compiled code
     from tests.common.test_checkpoint import child_main
     child_main(sys.argv[1], sys.argv[2])
 """)
