@@ -33,8 +33,9 @@ def mesh_of(kind: str, shape=(2, 2, 2)):
 
 MESH_KINDS = ("auto", "explicit")
 
-# The head of each family tests/common/test_explicit_mesh.py trains on both mesh kinds (loss falls, sharded ==
-# unsharded); each family's scale tests train its other heads (and compile the jit/grad check for the rest).
+# The head of each family tests/common/test_explicit_mesh.py trains on an Explicit mesh (loss falls, sharded ==
+# unsharded); each family's scale tests train its other heads on an Auto mesh (and compile the jit/grad check for
+# the rest), so the train step runs on both mesh kinds in every family.
 MESH_TRAINED = {"llama": "causal_lm", "longformer": "question_answering", "led": "conditional_generation",
                 "lilt": "token_classification", "xlm": "with_lm_head"}
 

@@ -29,9 +29,10 @@ def inputs(head="model", vocab=128):
     return x
 
 
-@pytest.mark.parametrize("variant", [{}, {"causal": True}])
-def test_sharded_forward_equals_unsharded(tmp_path, mesh, variant):
-    d = save_hf(hf_model("with_lm_head", **SHARDABLE, **variant), tmp_path / "m")
+def test_causal_model_sharded_equals_unsharded(tmp_path, mesh):
+    """A causal XLM read from its file straight onto the mesh: forward and beam search equal unsharded (every head
+    of the default config on both mesh kinds: tests/common/test_explicit_mesh.py)."""
+    d = save_hf(hf_model("with_lm_head", **SHARDABLE, causal=True), tmp_path / "m")
     plain = conversion.from_pretrained(d, progress=False)
     sharded = conversion.from_pretrained(d, mesh=mesh, progress=False)
     w = sharded.params["layers"]["attn"]["q_lin"]["kernel"]
