@@ -22,6 +22,7 @@ Runtime
     generation, beam_search   HF-identical greedy / sampling / beam search in one jitted loop
     sharding        meshes (Auto or Explicit axes), partition rules that fail loudly, activation constraints
     train, checkpoint, data   optax train step (any head, any mesh), Orbax checkpoints, LM data
+    pipelines/      task pipelines (text -> answers as transformers' pipelines), batched in bounded shapes
 Files and text
     files           reading JSON / text files with errors naming the file, line and field
     tokenization, roberta_tokenizer   tokenizer helpers and RoBERTa's byte-level BPE (Longformer, LED, LiLT)

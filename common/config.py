@@ -159,6 +159,14 @@ class ZooConfig:
         return {"id2label": {str(i): f"LABEL_{i}" for i in range(self.num_labels)},
                 "label2id": {f"LABEL_{i}": i for i in range(self.num_labels)}}
 
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Each label index's name: config.json's id2label when it has num_labels entries, else LABEL_i."""
+        kept = self.extra("id2label")
+        if kept is not None and len(kept) == self.num_labels:
+            return {int(i): name for i, name in kept.items()}
+        return {i: f"LABEL_{i}" for i in range(self.num_labels)}
+
     def extra(self, key: str, default: Any = None) -> Any:
         """An unmodelled HF key from ``hf_extra`` (decoded), or ``default``."""
         for k, v in self.hf_extra:

@@ -76,6 +76,10 @@ class Head:
     prepare: Callable | None = None
     static_args: tuple[tuple[str, Any], ...] = ()  # the head's own keyword-only static arguments (name, default)
     generation: Generation | None = None
+    # config -> how a batch of unequal rows may be padded without changing any row's output: "right", "left"
+    # (position_ids then count from each row's first token) or "exact" (only rows of one length share a batch,
+    # e.g. a classifier that averages every position). None: the family's padding_side.
+    padding: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +99,11 @@ class Family:
     heads: tuple[Head, ...]
     max_positions: Callable | None = None  # config -> largest position + 1, or None if unbounded
     static_args: tuple[str, ...] = ()  # static backbone arguments validate_inputs computes (max_num_global)
+    # directory -> the family's tokenizer read from the files saved with a checkpoint (the pipelines' default)
+    load_tokenizer: Callable | None = None
+    # Where batches of unequal rows are padded: "left" for a decoder-only family (its last token is the one a
+    # classifier reads and generation continues from; position_ids then count from each row's first token).
+    padding_side: str = "right"
 
     def __post_init__(self):
         names = [h.name for h in self.heads]

@@ -216,6 +216,14 @@ class TokenizerBase:
             setattr(self, f"{name}_token_id", ids.get(f"{name}_token"))
         self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
 
+    @property
+    def mask_token(self) -> str | None:
+        return self.special_tokens.get("mask_token")
+
+    def get_vocab(self) -> dict[str, int]:
+        """Every piece and its id, added tokens included (transformers' ``get_vocab``)."""
+        return self._tokenizer.get_vocab(with_added_tokens=True)
+
     def _pad(self, encodings, side: str) -> dict:
         """{"input_ids", "attention_mask"}: int32 [batch, longest], padded with pad (else eos, else 0) on ``side``."""
         length = max(len(e.ids) for e in encodings)

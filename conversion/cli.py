@@ -5,6 +5,8 @@
     jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
     jaxzoo combine-lilt TEXT LAYOUT OUT  a LiLT checkpoint: RoBERTa / XLM-R text weights + a LiLT layout stream
     jaxzoo train [--time-budget MIN]  pre-train a small Llama on local text (the main job; defaults built in)
+    jaxzoo pipeline TASK --model DIR [--input F.jsonl] [--output F.jsonl] [--top-k 3 ...]
+                                      a task pipeline over JSON Lines (stdin / stdout without files), resumable
 """
 
 from __future__ import annotations
@@ -114,6 +116,41 @@ def cmd_combine_lilt(args) -> int:
     return 0
 
 
+def cmd_pipeline(args, task_args: list[str]) -> int:
+    from common.pipelines.jsonl import run_jsonl
+    from conversion.pipeline import pipeline
+
+    options = task_options(task_args)
+    pipe = pipeline(args.task, args.model, dtype=_dtype(args.dtype), batch_size=args.batch_size)
+    written = run_jsonl(pipe, args.input, args.output, chunk=args.chunk, options=options)
+    if args.output is not None:
+        print(f"{written} results written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def task_options(words: list[str]) -> dict:
+    """``--top-k 3 --targets '["a", "b"]'`` -> {"top_k": 3, "targets": ["a", "b"]}: each value read as JSON,
+    else kept as a string."""
+    import json
+
+    options, i = {}, 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("--") or word == "--":
+            raise ValueError(f"task arguments: expected --name value, got {word!r}")
+        name, eq, value = word[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(words):
+                raise ValueError(f"task arguments: {word} has no value")
+            value, i = words[i + 1], i + 1
+        try:
+            options[name.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name.replace("-", "_")] = value
+        i += 1
+    return options
+
+
 def _argparse_type(parse):
     """argparse shows only ArgumentTypeError messages; keep ours (they name the allowed values)."""
     def wrapped(text):
@@ -187,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("out", help="directory to write the combined LiltModel checkpoint to")
     lc.set_defaults(func=cmd_combine_lilt)
 
+    p = sub.add_parser("pipeline", help="run a task pipeline over JSON Lines: one input per line, one result per "
+                       "line (stdin / stdout without files); any other --name value is the task's option",
+                       epilog="e.g. jaxzoo pipeline fill-mask --model DIR --input in.jsonl --output out.jsonl "
+                              "--top-k 3")
+    p.add_argument("task", help="fill-mask, text-classification, feature-extraction, ...")
+    p.add_argument("--model", required=True, help="checkpoint directory (or Hub id) with its tokenizer files")
+    p.add_argument("--input", type=Path, help="JSON Lines input (default: stdin)")
+    p.add_argument("--output", type=Path, help="JSON Lines output, appended to and resumed (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=8, help="rows per model call")
+    p.add_argument("--chunk", type=int, default=64, help="lines run (and written) at a time")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.set_defaults(func=cmd_pipeline)
+
     t = sub.add_parser("train", help="pre-train a small Llama on a local corpus (pydoc texts by default)")
     _add_pretrain_flags(t)
     t.set_defaults(func=cmd_train)
@@ -194,9 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "pipeline":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
+        return args.func(args, extra) if args.command == "pipeline" else args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from led_jax import model as M
 from led_jax.config import LEDConfig
 from led_jax.inputs import max_positions, validate_inputs
 from led_jax.sharding import PARTITION_RULES
+from led_jax.tokenizer import LEDTokenizer
 
 # Every head's decoder reads shift_tokens_right(input_ids) when no decoder_input_ids are given; conditional
 # generation's reads the shifted labels when they are given.
@@ -23,6 +24,7 @@ FAMILY = Family(
     backbone=M.seq2seq,
     init_backbone=M.init_backbone,
     validate_inputs=validate_inputs,
+    load_tokenizer=LEDTokenizer.from_pretrained,
     max_positions=max_positions,
     partition_rules=PARTITION_RULES,
     heads=(

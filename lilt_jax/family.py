@@ -7,6 +7,7 @@ from lilt_jax import model as M
 from lilt_jax.config import LiltConfig
 from lilt_jax.inputs import max_positions, validate_inputs
 from lilt_jax.sharding import PARTITION_RULES
+from lilt_jax.tokenizer import load_tokenizer
 
 FAMILY = Family(
     name="lilt",
@@ -15,6 +16,7 @@ FAMILY = Family(
     backbone=M.encoder,
     init_backbone=M.init_backbone,
     validate_inputs=validate_inputs,
+    load_tokenizer=load_tokenizer,
     max_positions=max_positions,
     partition_rules=PARTITION_RULES,
     heads=(

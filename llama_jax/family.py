@@ -7,6 +7,7 @@ from llama_jax import model as M
 from llama_jax.config import LlamaConfig
 from llama_jax.inputs import max_positions, validate_inputs
 from llama_jax.sharding import PARTITION_RULES
+from llama_jax.tokenizer import LlamaTokenizer
 
 SPAN = ("start_positions", "end_positions")
 
@@ -17,6 +18,8 @@ FAMILY = Family(
     backbone=M.backbone,
     init_backbone=M.init_backbone,
     validate_inputs=validate_inputs,
+    load_tokenizer=LlamaTokenizer.from_pretrained,
+    padding_side="left",
     max_positions=max_positions,
     partition_rules=PARTITION_RULES,
     heads=(

@@ -7,6 +7,7 @@ from longformer_jax import model as M
 from longformer_jax.config import LongformerConfig
 from longformer_jax.inputs import max_positions, validate_inputs
 from longformer_jax.sharding import PARTITION_RULES
+from longformer_jax.tokenizer import LongformerTokenizer
 
 SPAN = ("start_positions", "end_positions")
 
@@ -18,6 +19,7 @@ FAMILY = Family(
     backbone=M.encoder,
     init_backbone=M.init_backbone,
     validate_inputs=validate_inputs,
+    load_tokenizer=LongformerTokenizer.from_pretrained,
     max_positions=max_positions,
     partition_rules=PARTITION_RULES,
     heads=(

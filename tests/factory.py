@@ -8,12 +8,14 @@ reference model is the same for every family and lives here.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import transformers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from tests.parity import perturb_norms_and_biases
 
@@ -46,6 +48,26 @@ def save_hf(model: torch.nn.Module, directory: Path, **kwargs) -> Path:
     """``model.save_pretrained(directory)``; returns the directory."""
     model.save_pretrained(directory, **kwargs)
     return directory
+
+
+def roberta_bpe(lines: list[str], vocab_size: int, post_processor: bool = True) -> Tokenizer:
+    """A byte-level BPE as roberta-base's files have it, trained on ``lines``: "<s>"=0, "<pad>"=1, "</s>"=2,
+    "<unk>"=3, the learned pieces (``vocab_size`` in all), then "<mask>" (lstrip) as the last id; with
+    ``post_processor``, RoBERTa's "<s> A </s></s> B </s>" template."""
+    tok = Tokenizer(models.BPE(dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(lines, trainer)
+    spec = json.loads(tok.to_str())
+    spec["model"]["vocab"]["<mask>"] = len(spec["model"]["vocab"])
+    tok = Tokenizer.from_str(json.dumps(spec))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)])
+    tok.decoder = decoders.ByteLevel()
+    if post_processor:
+        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
+                                                          add_prefix_space=False)
+    return tok
 
 
 def torch_out(model, **inputs):

@@ -13,6 +13,7 @@ from xlm_jax import model as M
 from xlm_jax.config import XLMConfig
 from xlm_jax.inputs import max_positions, validate_inputs
 from xlm_jax.sharding import PARTITION_RULES
+from xlm_jax.tokenizer import XLMTokenizer
 
 PREFIX = "transformer."
 LABELS = ("lengths", "labels")
@@ -25,6 +26,7 @@ FAMILY = Family(
     backbone=M.encoder,
     init_backbone=M.init_backbone,
     validate_inputs=validate_inputs,
+    load_tokenizer=XLMTokenizer.from_pretrained,
     max_positions=max_positions,
     partition_rules=PARTITION_RULES,
     heads=(
@@ -33,7 +35,8 @@ FAMILY = Family(
              label_kind="token", label_classes=lambda config: config.vocab_size, prepare=M.lengths_as_mask,
              generation=Generation(M.init_cache, M.cached_step, M.reorder_cache)),
         Head("XLMForSequenceClassification", "sequence_classification", PREFIX, M.sequence_classification_head,
-             M.init_sequence_summary, inputs=LABELS, label_kind="sequence", prepare=M.lengths_as_mask),
+             M.init_sequence_summary, inputs=LABELS, label_kind="sequence", prepare=M.lengths_as_mask,
+             padding=M.summary_padding),
         Head("XLMForMultipleChoice", "multiple_choice", PREFIX, M.multiple_choice_head, M.init_choice_head,
              inputs=("labels",), label_kind="choice", prepare=M.choices_as_rows),
         Head("XLMForTokenClassification", "token_classification", PREFIX, M.token_classification_head,

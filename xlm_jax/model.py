@@ -331,6 +331,17 @@ def lm_head(params, config, out, inputs, *, deterministic, rng) -> MaskedLMOutpu
     return MaskedLMOutput(logits=logits, loss=cross_entropy(logits, labels) if labels is not None else None)
 
 
+def summary_padding(config: XLMConfig) -> str:
+    """How rows of a sequence-summary head may be padded in a batch: the summary reads position 0 ("first": pad
+    on the right), the last position ("last": pad on the left, unless the model is causal, whose keys include
+    the padding as transformers'), or every position ("mean", "cls_index" without an index): never padded."""
+    if config.summary_type == "first":
+        return "right"
+    if config.summary_type == "last" and not config.causal:
+        return "left"
+    return "exact"
+
+
 def sequence_classification_head(params, config, out, inputs, *, deterministic, rng) -> SequenceClassifierOutput:
     """XLMForSequenceClassification. logits: [B, summary_dim] (num_labels with the default projection)."""
     logits = sequence_summary(params.get("sequence_summary"), config, out.last_hidden_state,

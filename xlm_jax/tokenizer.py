@@ -392,6 +392,10 @@ class XLMTokenizer(TokenizerBase):
                     pieces.extend(self._bpe(word).split(" "))
         return pieces
 
+    def get_vocab(self) -> dict[str, int]:
+        """Every piece and its id: vocab.json's, then the added tokens' (transformers' ``get_vocab``)."""
+        return dict(self._token_ids)
+
     def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
         """Id of a piece (or of each piece): added tokens first, then vocab.json, else the `<unk>` id."""
         if isinstance(tokens, str):

@@ -14,6 +14,7 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tests.factory import roberta_bpe
 
 import transformers  # the oracle every test compares against
 from lilt_jax.tokenizer import LayoutXLMTokenizer, LiltTokenizer, load_tokenizer, normalize_box
@@ -67,16 +68,7 @@ def _lines() -> list[str]:
 
 def _write_bpe(root: Path) -> dict[str, Path]:
     """LayoutLMv3-style directories around one byte-level BPE (`<mask>` last in vocab.json, as roberta-base)."""
-    tok = Tokenizer(models.BPE(dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_lines(), trainer)
-    spec = json.loads(tok.to_str())
-    spec["model"]["vocab"]["<mask>"] = len(spec["model"]["vocab"])
-    tok = Tokenizer.from_str(json.dumps(spec))
-    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)])
-    tok.decoder = decoders.ByteLevel()
+    tok = roberta_bpe(_lines(), 600, post_processor=False)
     out = {}
     for name, (config, special_map, has_json) in V3_LAYOUTS.items():
         d = out[name] = root / name

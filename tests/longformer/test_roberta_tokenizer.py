@@ -13,7 +13,8 @@ from pydoc_data.topics import topics
 
 import numpy as np
 import pytest
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, pre_tokenizers
+from tests.factory import roberta_bpe
 
 import transformers  # the oracle every test compares against
 from common.roberta_tokenizer import ROBERTA_CLASSES, RobertaTokenizer
@@ -74,20 +75,8 @@ NAMES = list(LAYOUTS) + ["hf_saved"]
 def _train() -> Tokenizer:
     lines = [line for k in sorted(topics) for line in topics[k].splitlines() if line.strip()][:400]
     lines += ["café naïve façade — déjà vu 日本語のテキスト", "emoji 😀🎉 and 👍🏽!"] * 3
-    tok = Tokenizer(models.BPE(dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(lines, trainer)
     # As in roberta-base's files: "<mask>" is the last id of vocab.json, lstrip=True among the added tokens.
-    spec = json.loads(tok.to_str())
-    spec["model"]["vocab"]["<mask>"] = len(spec["model"]["vocab"])
-    tok = Tokenizer.from_str(json.dumps(spec))
-    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)])
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True,
-                                                      add_prefix_space=False)
-    return tok
+    return roberta_bpe(lines, 700)
 
 
 def _write(directory: Path, tok: Tokenizer, layout) -> None:

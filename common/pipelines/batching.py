@@ -1,0 +1,72 @@
+"""Running a model over many variable-length rows in a bounded set of compiled shapes.
+
+Rows are grouped by length, each group padded to a power-of-two length (capped by the model's position limit)
+and its row count to a power of two no larger than ``batch_size`` (filled with copies of a real row, never with
+an empty one, so no fully-masked row ever reaches a softmax). A pipeline that sees inputs of every length
+therefore compiles at most log2(longest) x log2(batch_size) programs, whatever the traffic. A head whose output
+padding would change (one that averages every position) is run "exact": only rows of one length share a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from common.tokenization import pad_rows
+
+SHORTEST = 8  # the smallest padded length: shorter rows share one program
+
+
+def bucket(n: int, limit: int | None = None, smallest: int = SHORTEST) -> int:
+    """The padded size of ``n``: the next power of two >= max(n, smallest), at most ``limit`` (when n fits)."""
+    size = 1 << max(int(n) - 1, smallest - 1, 0).bit_length()
+    return max(n, min(size, limit)) if limit is not None else size
+
+
+def run_batched(call: Callable[[dict], dict], rows: Sequence[dict], *, batch_size: int, pad_values: dict,
+                padding: str = "right", limit: int | None = None, token_fields: Sequence[str] = ()) -> list[dict]:
+    """``call`` over ``rows`` in padded batches; returns each row's outputs, in the order of ``rows``.
+
+    rows: one dict per row of 1-D (or [seq, ...]) numpy arrays, all of the row's own length along axis 0
+        (``input_ids``, ``attention_mask``, ``bbox`` [seq, 4], ...).
+    call: padded arrays {name: [batch, length, ...]} -> {field: array [batch, ...]} (numpy or jax).
+    pad_values: the fill of each input (a scalar, or one value of its trailing shape such as a pad box).
+    padding: "right", "left" (where the padding goes) or "exact" (no padding: batches of equal lengths).
+    token_fields: output fields with a sequence axis (axis 1), cut back to the row's own tokens.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    if padding not in ("right", "left", "exact"):
+        raise ValueError(f"padding: expected 'right', 'left' or 'exact', got {padding!r}")
+    lengths = [len(row["input_ids"]) for row in rows]
+    order = sorted(range(len(rows)), key=lambda i: lengths[i])  # similar lengths share a batch
+    results: list[dict | None] = [None] * len(rows)
+    side = "left" if padding == "left" else "right"
+    for chunk in _chunks(order, lengths, batch_size, exact=padding == "exact"):
+        length = lengths[chunk[0]] if padding == "exact" else bucket(max(lengths[i] for i in chunk), limit)
+        filled = chunk + [chunk[-1]] * (bucket(len(chunk), batch_size, smallest=1) - len(chunk))
+        arrays = {name: pad_rows([rows[i][name] for i in filled], length, side, fill)
+                  for name, fill in pad_values.items() if name in rows[chunk[0]]}
+        out = {field: np.asarray(value) for field, value in call(arrays).items()}
+        for j, i in enumerate(chunk):
+            row = {}
+            for field, value in out.items():
+                if field in token_fields:
+                    cols = slice(length - lengths[i], length) if side == "left" else slice(0, lengths[i])
+                    row[field] = value[j, cols]
+                else:
+                    row[field] = value[j]
+            results[i] = row
+    return results
+
+
+def _chunks(order: list[int], lengths: list[int], batch_size: int, exact: bool):
+    """``order`` (sorted by length) in runs of at most batch_size rows, of one length each when ``exact``."""
+    start = 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        if exact:
+            end = next((j for j in range(start + 1, end) if lengths[order[j]] != lengths[order[start]]), end)
+        yield order[start:end]
+        start = end
