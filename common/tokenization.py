@@ -202,6 +202,7 @@ class TokenizerBase:
     of encodings, decoding, and id checks. Subclasses set ``vocab_size``, ``pad_token_id``, ``eos_token_id``."""
 
     _tokenizer: "Tokenizer"
+    is_fast = True  # built on the `tokenizers` library: offsets, word ids (transformers' "fast" tokenizers)
     vocab_size: int
     pad_token_id: int | None
     eos_token_id: int | None
@@ -215,6 +216,11 @@ class TokenizerBase:
         for name in ("bos", "eos", "pad", "unk", "mask", "sep", "cls"):
             setattr(self, f"{name}_token_id", ids.get(f"{name}_token"))
         self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+
+    def encoding(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True):
+        """The ``tokenizers.Encoding`` of one text (or pair): ids, offsets into the text (a pair's into its own
+        text), special_tokens_mask, word_ids, sequence_ids; no truncation, no padding."""
+        return self._tokenizer.encode(text, text_pair, add_special_tokens=bool(add_special_tokens))
 
     @property
     def mask_token(self) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from common.model import Model
-from common.pipelines import TASKS, Pipeline
+from common.pipelines import Pipeline, pipeline_class
 from conversion.api import from_pretrained, resolve_directory
 
 
@@ -22,8 +22,7 @@ def pipeline(task: str, model: str | os.PathLike | Model, tokenizer=None, *, dty
     padded into a bounded set of shapes, see common.pipelines.batching); task_defaults: the task's options
     (e.g. ``top_k=3``), which a call may override.
     """
-    if task not in TASKS:
-        raise ValueError(f"task {task!r} is not supported; expected one of {sorted(TASKS)}")
+    task_class = pipeline_class(task)
     directory = None
     if not isinstance(model, Model):
         directory = resolve_directory(model)
@@ -35,7 +34,7 @@ def pipeline(task: str, model: str | os.PathLike | Model, tokenizer=None, *, dty
         tokenizer = directory
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(model, Path(tokenizer))
-    return TASKS[task](model, tokenizer, batch_size=batch_size, **task_defaults)
+    return task_class(model, tokenizer, batch_size=batch_size, **task_defaults)
 
 
 def load_tokenizer(model: Model, directory: Path):

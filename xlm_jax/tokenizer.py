@@ -392,6 +392,8 @@ class XLMTokenizer(TokenizerBase):
                     pieces.extend(self._bpe(word).split(" "))
         return pieces
 
+    is_fast = False  # Moses + BPE in Python, as transformers' (slow) XLMTokenizer: no offsets
+
     def get_vocab(self) -> dict[str, int]:
         """Every piece and its id: vocab.json's, then the added tokens' (transformers' ``get_vocab``)."""
         return dict(self._token_ids)

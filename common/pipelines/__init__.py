@@ -6,22 +6,33 @@ task is one module (pre-processing, the batched model call in bounded shapes, po
     base.py                 Pipeline: head check, options, one-vs-many inputs, batching of every input's rows
     batching.py             padded batches of power-of-two shapes (few compiles whatever the input lengths)
     scores.py               softmax / sigmoid as transformers' pipelines compute them
+    jsonl.py                a pipeline over a JSON Lines file, resumable (``jaxzoo pipeline``)
     fill_mask.py            "fill-mask"
     text_classification.py  "text-classification" (alias "sentiment-analysis")
     feature_extraction.py   "feature-extraction"
 """
 
-from common.pipelines.base import Pipeline
-from common.pipelines.feature_extraction import FeatureExtraction
-from common.pipelines.fill_mask import FillMask
-from common.pipelines.text_classification import TextClassification
+from __future__ import annotations
 
-# task name -> Pipeline class (aliases as transformers has them)
-TASKS: dict[str, type[Pipeline]] = {
-    "fill-mask": FillMask,
-    "text-classification": TextClassification,
-    "sentiment-analysis": TextClassification,
-    "feature-extraction": FeatureExtraction,
+import importlib
+
+from common.pipelines.base import Pipeline
+
+# task name -> "module:class" (aliases as transformers has them); imported when a pipeline is made
+TASKS: dict[str, str] = {
+    "fill-mask": "fill_mask:FillMask",
+    "text-classification": "text_classification:TextClassification",
+    "sentiment-analysis": "text_classification:TextClassification",
+    "feature-extraction": "feature_extraction:FeatureExtraction",
 }
 
-__all__ = ["TASKS", "Pipeline", "FeatureExtraction", "FillMask", "TextClassification"]
+
+def pipeline_class(task: str) -> type[Pipeline]:
+    """The Pipeline class of ``task`` (ValueError listing the tasks for an unknown one)."""
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is not supported; expected one of {sorted(TASKS)}")
+    module, name = TASKS[task].split(":")
+    return getattr(importlib.import_module(f"common.pipelines.{module}"), name)
+
+
+__all__ = ["TASKS", "Pipeline", "pipeline_class"]
