@@ -10,6 +10,11 @@ task is one module (pre-processing, the batched model call in bounded shapes, po
     fill_mask.py            "fill-mask"
     text_classification.py  "text-classification" (alias "sentiment-analysis")
     feature_extraction.py   "feature-extraction"
+    zero_shot_classification.py  "zero-shot-classification" (one text x hypothesis row per candidate label)
+    token_classification.py "token-classification" (alias "ner"), every aggregation strategy
+    question_answering.py   "question-answering" (extractive; strided windows of long contexts, as transformers 4.57)
+    text_generation.py      "text-generation" (prompts batched left-padded into model.generate)
+    document.py             LiLT over words + boxes: "document-token-classification"
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ TASKS: dict[str, str] = {
     "text-classification": "text_classification:TextClassification",
     "sentiment-analysis": "text_classification:TextClassification",
     "feature-extraction": "feature_extraction:FeatureExtraction",
+    "zero-shot-classification": "zero_shot_classification:ZeroShotClassification",
+    "token-classification": "token_classification:TokenClassification",
+    "ner": "token_classification:TokenClassification",
+    "question-answering": "question_answering:QuestionAnswering",
+    "text-generation": "text_generation:TextGeneration",
+    "document-token-classification": "document:DocumentTokenClassification",
 }
 
 

@@ -14,6 +14,7 @@ from pydoc_data.topics import topics
 from common.tokenization import train_byte_level_bpe
 from tests.factory import roberta_bpe, save_hf
 from tests.led import hf_led
+from tests.lilt import hf_lilt
 from tests.llama import hf_llama
 from tests.longformer import hf_longformer
 from tests.xlm import hf_xlm
@@ -37,6 +38,17 @@ def write_roberta_tokenizer(directory: Path, vocab_size: int = 320, model_max_le
     return tok.get_vocab_size(with_added_tokens=True)
 
 
+def write_lilt_tokenizer(directory: Path, vocab_size: int = 320) -> int:
+    """A LayoutLMv3 tokenizer as SCUT-DLVCLab/lilt-roberta-en-base ships it: RoBERTa's files + a
+    tokenizer_config.json naming LayoutLMv3Tokenizer with add_prefix_space (words are tokenized one by one)."""
+    vocab = write_roberta_tokenizer(directory, vocab_size)
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LayoutLMv3Tokenizer", "add_prefix_space": True, "model_max_length": 512,
+        "cls_token_box": [0, 0, 0, 0], "sep_token_box": [0, 0, 0, 0], "pad_token_box": [0, 0, 0, 0],
+        "pad_token_label": -100, "only_label_first_subword": True}))
+    return vocab
+
+
 def write_llama_tokenizer(directory: Path, vocab_size: int = 320) -> int:
     train_byte_level_bpe(corpus(), vocab_size, directory)
     return vocab_size
@@ -57,6 +69,7 @@ def labelled(n: int = 3) -> dict:
 FAMILIES = {  # family -> (its tiny checkpoints, its tokenizer writer, a wide init)
     "longformer": (hf_longformer, write_roberta_tokenizer, {"initializer_range": 0.2}),
     "led": (hf_led, write_roberta_tokenizer, {"init_std": 0.2}),
+    "lilt": (hf_lilt, write_lilt_tokenizer, {"initializer_range": 0.2}),
     "llama": (hf_llama, write_llama_tokenizer, {"initializer_range": 0.2}),
     "xlm": (hf_xlm, write_xlm_tokenizer, {"init_std": 0.2, "embed_init_std": 0.2}),
 }
@@ -67,6 +80,8 @@ def checkpoint(directory: Path, family: str, head: str, seed: int = 0, **overrid
     factory, write_tokenizer, init = FAMILIES[family]
     vocab = write_tokenizer(directory)
     fields = {"vocab_size": vocab, **init, **overrides}
+    if "id2label" in overrides:  # the head's size follows the names (the family's tiny config says 3)
+        fields["num_labels"] = len(overrides["id2label"])
     if family == "llama":
         fields.setdefault("pad_token_id", None)
     model = factory.hf_model(head, seed=seed, **fields)

@@ -27,6 +27,10 @@ def assert_same_result(ours, theirs, where: str = "result", atol: float = 1e-5) 
         assert len(ours) == len(theirs), f"{where}: {len(ours)} items, expected {len(theirs)}"
         for i, (a, b) in enumerate(zip(ours, theirs)):
             assert_same_result(a, b, f"{where}[{i}]", atol)
+    elif isinstance(theirs, np.floating):  # transformers' token-classification scores are numpy float32
+        assert type(ours) is type(theirs), f"{where}: {type(ours).__name__} {ours!r}, expected " \
+                                           f"{type(theirs).__name__} {theirs!r}"
+        assert abs(float(ours) - float(theirs)) <= atol, f"{where}: {ours!r}, expected {theirs!r} (atol {atol})"
     elif isinstance(theirs, float):
         assert type(ours) is float, f"{where}: {type(ours).__name__} {ours!r}, expected float {theirs!r}"
         assert abs(ours - theirs) <= atol, f"{where}: {ours!r}, expected {theirs!r} (atol {atol})"

@@ -1,0 +1,204 @@
+"""text-generation: continue plain-text prompts, as transformers 5.x's TextGenerationPipeline.
+
+One prompt -> [{"generated_text": ...}] (num_return_sequences entries); a list -> a list of those. As transformers
+5.x: the prompt is tokenized with the tokenizer's special tokens, the new tokens (everything after the prompt's ids)
+are decoded alone and, for return_full_text (the default), appended to the prompt text as given; return_tensors
+gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not supported.
+
+Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.bucket) and generated
+together; the model's generate masks the padding and counts positions from each row's first real token, so every
+prompt gets the tokens it gets alone. The early stop transformers makes per prompt (when every returned sequence of
+that prompt has met EOS) is restored by cutting each prompt's group after its longest sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.pipelines.base import UNSET, Encoded, Pipeline
+from common.pipelines.batching import bucket
+from common.tokenization import describe
+
+# transformers' TextGenerationPipeline._default_generation_config: what the pipeline uses where neither the call
+# nor the checkpoint's generation_config.json sets it (temperature only when sampling).
+PIPELINE_DEFAULTS = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
+
+# the options passed to model.generate as given (None there: generation_config.json, then HF's defaults)
+GENERATE_OPTIONS = ("top_k", "top_p", "num_beams", "num_return_sequences", "min_new_tokens",
+                    "no_repeat_ngram_size", "length_penalty", "early_stopping")
+
+
+class TextGeneration(Pipeline):
+    task = "text-generation"
+    heads = ("causal_lm", "with_lm_head")
+    options = {"max_new_tokens": UNSET, "do_sample": UNSET, "temperature": UNSET, "eos_token_id": UNSET,
+               "pad_token_id": UNSET, **{name: UNSET for name in GENERATE_OPTIONS},
+               "return_full_text": None, "return_text": None, "return_tensors": None, "prefix": "",
+               "add_special_tokens": True, "skip_special_tokens": True,
+               "seed": 0}  # sampling's random stream (ours is JAX's: it cannot equal torch's)
+    input_description = "a str (a prompt)"
+
+    # ------------------------------------------------------------------------------------ options
+    def resolve_options(self, opts: dict) -> dict:
+        opts = super().resolve_options(opts)
+        opts["return_type"] = return_type(opts["return_full_text"], opts["return_text"], opts["return_tensors"])
+        if not isinstance(opts["prefix"], str):
+            raise ValueError(f"prefix: expected a str, got {describe(opts['prefix'])}")
+        for name in ("add_special_tokens", "skip_special_tokens"):
+            if not isinstance(opts[name], bool):
+                raise ValueError(f"{name}: expected True or False, got {describe(opts[name])}")
+        opts["generate"] = self.generate_settings(opts)
+        return opts
+
+    def generate_settings(self, opts: dict) -> dict:
+        """model.generate's keyword arguments, with transformers' pipeline precedence: the call (and the
+        pipeline's own options), then generation_config.json, then PIPELINE_DEFAULTS; max_new_tokens may stay
+        None, when generation_config.json sets max_length instead (a total length: see max_new_tokens)."""
+        given = {k: v for k, v in opts.items() if v is not UNSET}
+        saved = self.model.generation_config
+
+        def pick(name):
+            return given[name] if name in given else saved.get(name, PIPELINE_DEFAULTS.get(name))
+
+        sample = bool(pick("do_sample"))
+        settings = {name: given.get(name) for name in GENERATE_OPTIONS}
+        settings.update(do_sample=sample, temperature=pick("temperature") if sample else None,
+                        eos_token_id=given.get("eos_token_id"), seed=opts["seed"])
+        new = (given.get("max_new_tokens") if "max_length" in saved and "max_new_tokens" not in saved
+               else pick("max_new_tokens"))
+        if new is not None and (isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1):
+            raise ValueError(f"max_new_tokens: expected an int >= 1, got {describe(new)}")
+        settings["max_new_tokens"] = new
+        # transformers' pipeline pads with the tokenizer's pad token unless the call or the checkpoint says
+        pad = given.get("pad_token_id", saved.get("pad_token_id", self.tokenizer.pad_token_id))
+        settings["pad_token_id"] = pad
+        return settings
+
+    def eos_ids(self, settings: dict) -> set[int]:
+        """The EOS ids generate stops at (as model.generate resolves them)."""
+        eos = settings["eos_token_id"]
+        if eos is None:
+            eos = self.model.generation_config.get("eos_token_id", getattr(self.config, "eos_token_id", None))
+        return set(eos) if isinstance(eos, (list, tuple)) else (set() if eos is None else {eos})
+
+    # ------------------------------------------------------------------------------------- inputs
+    def is_single(self, inputs) -> bool:
+        return isinstance(inputs, str) or is_chat(inputs)  # a chat is one input (refused in check)
+
+    def check(self, item, where: str):
+        if is_chat(item) or (isinstance(item, (list, tuple)) and item and all(is_chat(c) for c in item)):
+            raise ValueError(f"{where}: chat messages (a list of {{'role', 'content'}} dicts) are not supported "
+                             "by this text-generation pipeline; expected a plain-text prompt (a str)")
+        if not isinstance(item, str):
+            raise ValueError(f"{where}: expected a str (a prompt), got {describe(item)}")
+        return item
+
+    def preprocess(self, text: str, where: str, opts: dict) -> Encoded:
+        ids = np.asarray(self.tokenizer(opts["prefix"] + text, add_special_tokens=opts["add_special_tokens"])
+                         ["input_ids"][0], np.int32)
+        cut = len(ids)
+        if not cut:  # transformers generates from BOS alone and decodes it (input_ids=None: no prompt to cut)
+            bos = self.model.generation_config.get("bos_token_id", getattr(self.config, "bos_token_id", None))
+            if bos is None:
+                raise ValueError(f"{where}: the prompt {text!r} gives no tokens and the model has no "
+                                 "bos_token_id to start from")
+            ids = np.array([bos], np.int32)
+        new = self.max_new_tokens(opts["generate"], len(ids) if cut else 1, where)
+        return Encoded([{"input_ids": ids}], {"text": text, "cut": cut, "max_new_tokens": new})
+
+    def max_new_tokens(self, settings: dict, prompt_length: int, where: str) -> int:
+        """The call's / checkpoint's max_new_tokens, or generation_config.json's max_length less the prompt."""
+        if settings["max_new_tokens"] is not None:
+            return settings["max_new_tokens"]
+        total = self.model.generation_config["max_length"]
+        if total <= prompt_length:
+            raise ValueError(f"{where}: the prompt has {prompt_length} tokens, generation_config.json's "
+                             f"max_length={total} leaves none to generate; pass max_new_tokens")
+        return total - prompt_length
+
+    # ------------------------------------------------------------------------------- generation
+    def _results(self, items: list, names: list[str], opts: dict) -> list:
+        encoded = [self.preprocess(self.check(item, where), where, opts) for item, where in zip(items, names)]
+        groups = self.generate_all(encoded, opts["generate"])
+        return [self.postprocess(enc, group, opts) for enc, group in zip(encoded, groups)]
+
+    def generate_all(self, encoded: list[Encoded], settings: dict) -> list[list[np.ndarray]]:
+        """Each prompt's returned sequences (prompt + new ids), prompts batched by length (and by max_new_tokens,
+        which is one per call unless it comes from a max_length)."""
+        keys = [(enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])) for enc in encoded]
+        order = sorted(range(len(encoded)), key=keys.__getitem__)
+        results: list = [None] * len(encoded)
+        start = 0
+        while start < len(order):
+            new = keys[order[start]][0]
+            end = min(start + self.batch_size, len(order))
+            end = next((j for j in range(start + 1, end) if keys[order[j]][0] != new), end)
+            chunk = order[start:end]
+            prompts = [encoded[i].rows[0]["input_ids"] for i in chunk]
+            for i, group in zip(chunk, self.generate_batch(prompts, new, settings)):
+                results[i] = group
+            start = end
+        return results
+
+    def generate_batch(self, prompts: list[np.ndarray], new: int, settings: dict) -> list[list[np.ndarray]]:
+        """One generate call over left-padded prompts: a bucketed length and a power-of-two row count (filled with
+        copies of the last prompt), so that any traffic compiles few programs."""
+        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        length = bucket(max(len(p) for p in prompts), None if limit is None else max(limit - new, 1))
+        rows = prompts + [prompts[-1]] * (bucket(len(prompts), self.batch_size, smallest=1) - len(prompts))
+        ids = np.full((len(rows), length), self.pad_values()["input_ids"], np.int32)
+        mask = np.zeros((len(rows), length), np.int32)
+        for r, prompt in enumerate(rows):
+            ids[r, length - len(prompt):] = prompt
+            mask[r, length - len(prompt):] = 1
+        out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new})
+        per_prompt = out.shape[0] // len(rows)
+        eos = self.eos_ids(settings)
+        return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos)
+                for r, p in enumerate(prompts)]
+
+    # ------------------------------------------------------------------------------------ outputs
+    def postprocess(self, encoded: Encoded, sequences: list[np.ndarray], opts: dict):
+        records = []
+        for seq in sequences:
+            if opts["return_type"] == "tensors":
+                records.append({"generated_token_ids": [int(t) for t in seq]})
+                continue
+            text = self.tokenizer.decode(seq[encoded.meta["cut"]:], skip_special_tokens=opts["skip_special_tokens"])
+            if opts["return_type"] == "full_text":
+                text = encoded.meta["text"] + text  # the prompt as given (without the prefix), as transformers
+            records.append({"generated_text": text})
+        return records
+
+
+def trim(group: np.ndarray, prompt_length: int, eos: set[int]) -> list[np.ndarray]:
+    """One prompt's sequences [n, prompt + steps] cut where transformers' one-prompt run stops: after the longest
+    of them, each ending at its first EOS among the new tokens (the rest of a batch may have run on)."""
+    ends = []
+    for seq in group:
+        hits = [k for k, t in enumerate(seq[prompt_length:]) if int(t) in eos]
+        ends.append(prompt_length + (hits[0] + 1 if hits else len(seq) - prompt_length))
+    return list(group[:, :max(ends)])
+
+
+def is_chat(item) -> bool:
+    """A chat: a non-empty list of {"role", "content"} dicts (transformers' chat input)."""
+    return (isinstance(item, (list, tuple)) and bool(item)
+            and all(isinstance(m, dict) and "role" in m and "content" in m for m in item))
+
+
+def return_type(return_full_text, return_text, return_tensors) -> str:
+    """"full_text", "new_text" or "tensors", with transformers' rules (_sanitize_parameters): return_full_text
+    and return_tensors exclude return_text and each other; any return_tensors that is not None (even False)
+    means tensors, as there."""
+    if return_full_text is not None:
+        if return_text is not None:
+            raise ValueError("return_text: mutually exclusive with return_full_text")
+        if return_tensors is not None:
+            raise ValueError("return_full_text: mutually exclusive with return_tensors")
+        return "full_text" if return_full_text else "new_text"
+    if return_tensors is not None:
+        if return_text is not None:
+            raise ValueError("return_text: mutually exclusive with return_tensors")
+        return "tensors"
+    return "full_text"
