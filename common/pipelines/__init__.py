@@ -14,6 +14,7 @@ task is one module (pre-processing, the batched model call in bounded shapes, po
     token_classification.py "token-classification" (alias "ner"), every aggregation strategy
     question_answering.py   "question-answering" (extractive; strided windows of long contexts, as transformers 4.57)
     text_generation.py      "text-generation" (prompts batched left-padded into model.generate)
+    text2text.py            "summarization", "text2text-generation" (LED; global attention on the first token)
     document.py             LiLT over words + boxes: "document-token-classification"
 """
 
@@ -34,6 +35,8 @@ TASKS: dict[str, str] = {
     "ner": "token_classification:TokenClassification",
     "question-answering": "question_answering:QuestionAnswering",
     "text-generation": "text_generation:TextGeneration",
+    "summarization": "text2text:Summarization",
+    "text2text-generation": "text2text:Text2TextGeneration",
     "document-token-classification": "document:DocumentTokenClassification",
 }
 

@@ -74,13 +74,6 @@ class TextGeneration(Pipeline):
         settings["pad_token_id"] = pad
         return settings
 
-    def eos_ids(self, settings: dict) -> set[int]:
-        """The EOS ids generate stops at (as model.generate resolves them)."""
-        eos = settings["eos_token_id"]
-        if eos is None:
-            eos = self.model.generation_config.get("eos_token_id", getattr(self.config, "eos_token_id", None))
-        return set(eos) if isinstance(eos, (list, tuple)) else (set() if eos is None else {eos})
-
     # ------------------------------------------------------------------------------------- inputs
     def is_single(self, inputs) -> bool:
         return isinstance(inputs, str) or is_chat(inputs)  # a chat is one input (refused in check)
@@ -153,7 +146,7 @@ class TextGeneration(Pipeline):
             mask[r, length - len(prompt):] = 1
         out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new})
         per_prompt = out.shape[0] // len(rows)
-        eos = self.eos_ids(settings)
+        eos = eos_ids(self.model, settings["eos_token_id"])
         return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos)
                 for r, p in enumerate(prompts)]
 
@@ -169,6 +162,14 @@ class TextGeneration(Pipeline):
                 text = encoded.meta["text"] + text  # the prompt as given (without the prefix), as transformers
             records.append({"generated_text": text})
         return records
+
+
+def eos_ids(model, given) -> set[int]:
+    """The EOS ids model.generate stops at: the call's, else generation_config.json's, else the config's."""
+    eos = given
+    if eos is None:
+        eos = model.generation_config.get("eos_token_id", getattr(model.config, "eos_token_id", None))
+    return set(eos) if isinstance(eos, (list, tuple)) else (set() if eos is None else {eos})
 
 
 def trim(group: np.ndarray, prompt_length: int, eos: set[int]) -> list[np.ndarray]:
