@@ -16,6 +16,7 @@ task is one module (pre-processing, the batched model call in bounded shapes, po
     text_generation.py      "text-generation" (prompts batched left-padded into model.generate)
     text2text.py            "summarization", "text2text-generation" (LED; global attention on the first token)
     document.py             LiLT over words + boxes: "document-token-classification"
+                            and "document-question-answering" (extractive, word spans)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ TASKS: dict[str, str] = {
     "summarization": "text2text:Summarization",
     "text2text-generation": "text2text:Text2TextGeneration",
     "document-token-classification": "document:DocumentTokenClassification",
+    "document-question-answering": "document:DocumentQuestionAnswering",
 }
 
 

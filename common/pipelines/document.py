@@ -9,6 +9,14 @@ a list of results.
 {"entity", "score", "index" (the word's index), "word", "box" (as given)}; the label is the argmax of the
 token-classification logits at the word's first sub-token and the score its softmax probability (the word label
 LiLT checkpoints are trained on). ``ignore_labels`` drops entries by label (default: none dropped).
+
+"document-question-answering": {"question": str, "words", "boxes"[, "page_size"]} -> the spans of the words that
+answer the question, shaped like transformers 5.x's DocumentQuestionAnsweringPipeline (extractive path): a list,
+best first, of at most top_k {"score", "answer" (the answer words joined by spaces), "start", "end" (word indices),
+"boxes" (the answer words' boxes as given)}; a list even for top_k=1, as transformers 5.x gives it. The spans are
+4.57's select_starts_ends / decode_spans (common.pipelines.question_answering) over the document tokens;
+``handle_impossible_answer`` adds the null answer {"score", "answer": "", "start": 0, "end": 0, "boxes": []}. A
+document longer than the model's positions is an error (transformers would cut it into strided windows).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.pipelines.base import Encoded, Pipeline
+from common.pipelines.question_answering import check_int, select_starts_ends
 from common.pipelines.scores import softmax
 from common.tokenization import describe
 
@@ -125,3 +134,60 @@ class DocumentTokenClassification(DocumentPipeline):
             entries.append({"entity": label, "score": float(p.max()), "index": index, "word": word,
                             "box": list(given[index])})
         return entries
+
+
+class DocumentQuestionAnswering(DocumentPipeline):
+    task = "document-question-answering"
+    heads = ("question_answering",)
+    options = {"top_k": 1, "max_answer_len": 15, "handle_impossible_answer": False}
+    output_fields = ("start_logits", "end_logits")
+    token_fields = ("start_logits", "end_logits")
+    input_description = 'a {"question", "words", "boxes"} dict'
+    input_keys = ("question", "words", "boxes", "page_size")
+
+    def resolve_options(self, opts: dict) -> dict:
+        opts = super().resolve_options(opts)
+        for name in ("top_k", "max_answer_len"):
+            check_int(name, opts[name], 1)
+        if not isinstance(opts["handle_impossible_answer"], (bool, np.bool_)):
+            raise ValueError(f"handle_impossible_answer: expected True or False, got "
+                             f"{opts['handle_impossible_answer']!r}")
+        return opts
+
+    def check(self, item, where: str):
+        if isinstance(item, dict) and "question" not in item:
+            raise ValueError(f"{where}: the question is missing; expected keys {list(self.input_keys)} "
+                             f"(page_size optional), got {sorted(item)}")
+        item = super().check(item, where)
+        question = item["question"]
+        if not isinstance(question, str):
+            raise ValueError(f"{where}['question']: expected a str, got {describe(question)}")
+        if not question.split():  # the tokenizer splits it on whitespace: a blank one has no words
+            raise ValueError(f"{where}['question']: the question is empty")
+        return item
+
+    def preprocess(self, item: dict, where: str, opts: dict) -> Encoded:
+        enc = self.encode_words(item, where, question=item["question"])
+        word_ids = enc.pop("word_ids")
+        # as transformers: only document tokens can be in the answer, and the cls token (the null answer)
+        p_mask = (word_ids < 0).astype(np.int64)
+        p_mask[enc["input_ids"] == self.tokenizer.cls_token_id] = 0
+        return Encoded([enc], {"item": item, "word_ids": word_ids, "p_mask": p_mask})
+
+    def postprocess(self, encoded: Encoded, outputs: list[dict], opts: dict) -> list[dict]:
+        """transformers 5.x ``postprocess_extractive_qa`` + ``postprocess``: the spans whose ends are both in
+        document words, then the null answer (when asked), sorted by score and cut to top_k."""
+        (row,), (out,), meta = encoded.rows, outputs, encoded.meta
+        words, given, word_ids = meta["item"]["words"], meta["item"]["boxes"], meta["word_ids"]
+        starts, ends, scores, min_null_score = select_starts_ends(
+            out["start_logits"], out["end_logits"], meta["p_mask"], row["attention_mask"], 1000000, opts["top_k"],
+            opts["handle_impossible_answer"], opts["max_answer_len"])
+        answers = []
+        for s, e, score in zip(starts, ends, scores):
+            first, last = int(word_ids[s]), int(word_ids[e])
+            if first >= 0 and last >= 0:
+                answers.append({"score": float(score), "answer": " ".join(words[first:last + 1]), "start": first,
+                                "end": last, "boxes": [list(box) for box in given[first:last + 1]]})
+        if opts["handle_impossible_answer"]:
+            answers.append({"score": min_null_score, "answer": "", "start": 0, "end": 0, "boxes": []})
+        return sorted(answers, key=lambda a: a["score"], reverse=True)[:opts["top_k"]]

@@ -100,16 +100,16 @@ class QuestionAnswering(Pipeline):
     def resolve_options(self, opts: dict) -> dict:
         opts = super().resolve_options(opts)
         for name in ("top_k", "max_answer_len", "max_question_len"):
-            _check_int(name, opts[name], 1)
+            check_int(name, opts[name], 1)
         for name in ("handle_impossible_answer", "align_to_words"):
             if not isinstance(opts[name], (bool, np.bool_)):
                 raise ValueError(f"{name}: expected True or False, got {opts[name]!r}")
         if opts["max_seq_len"] is None:  # 4.57: the tokenizer's limit, at most 384
             opts["max_seq_len"] = min(getattr(self.tokenizer, "model_max_length", None) or 384, 384)
-        _check_int("max_seq_len", opts["max_seq_len"], 2)
+        check_int("max_seq_len", opts["max_seq_len"], 2)
         if opts["doc_stride"] is None:
             opts["doc_stride"] = min(opts["max_seq_len"] // 2, 128)
-        _check_int("doc_stride", opts["doc_stride"], 0)
+        check_int("doc_stride", opts["doc_stride"], 0)
         if opts["doc_stride"] >= opts["max_seq_len"]:
             raise ValueError(f"doc_stride: {opts['doc_stride']} must be smaller than max_seq_len "
                              f"({opts['max_seq_len']}): windows overlap by doc_stride tokens")
@@ -204,7 +204,7 @@ class QuestionAnswering(Pipeline):
         return answers[0] if len(answers) == 1 else answers
 
 
-def _check_int(name: str, value, smallest: int) -> None:
+def check_int(name: str, value, smallest: int) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < smallest:
         raise ValueError(f"{name}: expected an int >= {smallest}, got {value!r}")
 

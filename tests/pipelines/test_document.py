@@ -92,3 +92,105 @@ def test_a_text_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"task 'document-token-classification' reads words \+ boxes: it cannot "
                                          r"run on a LongformerForTokenClassification"):
         conversion.pipeline("document-token-classification", directory)
+
+
+# ---------------------------------------------------------------------------------------- question answering
+QUESTIONS = ["What is the total?", "When?", "Who is named here"]
+
+
+@pytest.fixture(scope="module")
+def qa_setup(tmp_path_factory):
+    directory = str(checkpoint(tmp_path_factory.mktemp("lilt_qa"), "lilt", "question_answering"))
+    hf = transformers.LiltForQuestionAnswering.from_pretrained(directory).eval()
+    return (conversion.pipeline("document-question-answering", directory, batch_size=2), hf,
+            transformers.AutoTokenizer.from_pretrained(directory))
+
+
+def hf_best_spans(hf, tokenizer, question, document, top_k, max_answer_len, null=False) -> list[dict]:
+    """By brute force over transformers' LiLT logits on transformers' LayoutLMv3 encoding of (question, words):
+    every token span start <= end < start + max_answer_len within the document tokens, scored P(start) * P(end)
+    with each softmax over the document tokens and the cls token (as select_starts_ends normalises them),
+    mapped to words through the encoding's word_ids (+ the null answer, P(cls) * P(cls), with null); the top_k,
+    best first."""
+    enc = tokenizer(question, document["words"], boxes=document["boxes"], return_tensors="pt")
+    with torch.no_grad():
+        out = hf(input_ids=enc["input_ids"], bbox=enc["bbox"], attention_mask=enc["attention_mask"])
+    word_ids = enc.word_ids(0)
+    document_tokens = [t for t, s in enumerate(enc.sequence_ids(0)) if s == 1]
+    allowed = np.zeros(len(word_ids), bool)
+    allowed[document_tokens + [0]] = True  # + the cls token, which takes part in the softmax
+
+    def probabilities(logits):
+        logits = np.where(allowed, logits[0].numpy().astype(np.float64), -np.inf)
+        p = np.exp(logits - logits.max())
+        return p / p.sum()
+
+    p_start, p_end = probabilities(out.start_logits), probabilities(out.end_logits)
+    spans = [(p_start[s] * p_end[e], s, e) for s in document_tokens for e in document_tokens
+             if s <= e < s + max_answer_len]
+    answers = [{"score": float(score), "answer": " ".join(document["words"][word_ids[s]:word_ids[e] + 1]),
+                "start": word_ids[s], "end": word_ids[e], "boxes": document["boxes"][word_ids[s]:word_ids[e] + 1]}
+               for score, s, e in spans]
+    if null:
+        answers.append({"score": float(p_start[0] * p_end[0]), "answer": "", "start": 0, "end": 0, "boxes": []})
+    return sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
+
+
+def assert_same_answers(ours: list[dict], expected: list[dict]) -> None:
+    assert [list(a) for a in ours] == [["score", "answer", "start", "end", "boxes"]] * len(ours)
+    assert [{k: v for k, v in a.items() if k != "score"} for a in ours] == \
+        [{k: v for k, v in a.items() if k != "score"} for a in expected]
+    assert all(type(a["score"]) is float and type(a["start"]) is int for a in ours)
+    np.testing.assert_allclose([a["score"] for a in ours], [a["score"] for a in expected], atol=1e-5, rtol=0)
+
+
+def test_answers_are_the_best_legal_spans(qa_setup):
+    ours, hf, tokenizer = qa_setup
+    inputs = [{"question": q, **d} for q, d in zip(QUESTIONS, DOCUMENTS)]
+    best = ours(inputs)
+    for options in ({}, {"top_k": 3}, {"top_k": 3, "max_answer_len": 1}):
+        results = ours(inputs, **options) if options else best  # three documents, batch_size 2
+        assert len(results) == len(inputs)
+        for item, result in zip(inputs, results):
+            expected = hf_best_spans(hf, tokenizer, item["question"], item, options.get("top_k", 1),
+                                     options.get("max_answer_len", 15))
+            assert_same_answers(result, expected)
+            if options.get("max_answer_len") == 1:
+                assert len(result) == 3  # every answer one token, so one word
+                assert all(a["start"] == a["end"] for a in result)
+    assert any(a["start"] != a["end"] for result in ours(inputs, top_k=3) for a in result)  # the limit can bite
+    one = ours(inputs[2])
+    assert isinstance(one, list) and len(one) == 1  # a list even for top_k=1, as transformers 5.x
+    assert_same_result(one, best[2], "one document alone")
+
+
+def test_impossible_answer_and_page_units(qa_setup):
+    ours, hf, tokenizer = qa_setup
+    item = {"question": QUESTIONS[1], **DOCUMENTS[1]}
+    answers = ours(item, top_k=100, handle_impossible_answer=True)  # the null answer ranks in the top 100
+    assert_same_answers(answers, hf_best_spans(hf, tokenizer, item["question"], item, 100, 15, null=True))
+    assert sum(a["answer"] == "" for a in answers) == 1
+    assert [a for a in answers if a["answer"]] == ours(item, top_k=99)  # the same spans, the null one left out
+    in_pixels = {**item, "boxes": [[x * 2 for x in box] for box in item["boxes"]], "page_size": [2000, 2000]}
+    a, b = ours(item, top_k=3), ours(in_pixels, top_k=3)
+    assert [(x["start"], x["end"]) for x in a] == [(x["start"], x["end"]) for x in b]
+    assert b[0]["boxes"] == in_pixels["boxes"][b[0]["start"]:b[0]["end"] + 1]  # the boxes as given
+
+
+def test_bad_questions(qa_setup):
+    ours, _, _ = qa_setup
+    good = {"question": "What?", **DOCUMENTS[1]}
+    with pytest.raises(ValueError, match=r"inputs\[1\]: the question is missing; expected keys \['question', "):
+        ours([good, DOCUMENTS[1]])
+    with pytest.raises(ValueError, match=r"inputs\['question'\]: the question is empty"):
+        ours({**good, "question": "  "})
+    with pytest.raises(ValueError, match=r"inputs\['question'\]: expected a str, got"):
+        ours({**good, "question": ["What?"]})
+    with pytest.raises(ValueError, match=r"inputs\[0\]\['boxes'\]: expected one box per word \(2\), got 1"):
+        ours([{**good, "boxes": good["boxes"][:1]}])
+    with pytest.raises(ValueError, match=r"inputs: the document is \d+ tokens, more than the model's \d+ "
+                                         r"positions; split it into pages"):
+        ours({**good, "words": ["word"] * 600, "boxes": [[0, 0, 1, 1]] * 600})
+    for option, value in (("top_k", 0), ("max_answer_len", 1.5), ("handle_impossible_answer", "yes")):
+        with pytest.raises(ValueError, match=rf"{option}: expected"):
+            ours(good, **{option: value})
