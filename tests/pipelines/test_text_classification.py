@@ -7,6 +7,7 @@ import pytest
 import conversion
 from tests.pipelines.checkpoints import checkpoint, labelled
 from tests.pipelines.oracle import assert_same_result, hf_pipeline
+from tests.pipelines.oracle457 import call, result_of, run_457
 
 FAMILIES = ("longformer", "llama", "xlm")
 TEXTS = ["The value of the module is returned.", "Short one", "If the class is defined, the object of its type is "
@@ -83,3 +84,17 @@ def test_bad_inputs(setups):
     with pytest.raises(ValueError, match=r"inputs: expected a str or a \{\"text\", \"text_pair\"\} dict or a "
                                          r"non-empty list of them, got list \[\]"):
         ours([])
+
+
+def test_led_equals_transformers_457(tmp_path):
+    """LEDForSequenceClassification (5.x removed it): against transformers 4.57's pipeline on the same directory."""
+    directory = checkpoint(tmp_path, "led", "sequence_classification", **labelled(3))
+    # (pairs: the short one; LED reads every text through a decoder of 40 positions)
+    calls = [call(TEXTS[0]), call(TEXTS), call(TEXTS, top_k=None), call(PAIRS[1:], top_k=2),
+             call(TEXTS, function_to_apply="sigmoid")]
+    outcome = run_457("text-classification", directory, calls)
+    ours = conversion.pipeline("text-classification", directory, batch_size=2)
+    results = [result_of(c, r) for c, r in zip(calls, outcome["results"])]
+    assert len({r["label"] for r in results[1]}) > 1 or len({round(r["score"], 3) for r in results[1]}) > 1
+    for c, theirs in zip(calls, results):
+        assert_same_result(ours(*c["args"], **c["kwargs"]), theirs, str(c)[:80])
