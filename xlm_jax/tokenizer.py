@@ -658,7 +658,14 @@ def build_xlm_vocab(texts: Iterable[str | tuple[str, str]], vocab_size: int, dir
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = dict(sorted(model["vocab"].items(), key=lambda kv: kv[1]))
+    # Ids in an order that depends on the corpus alone (the trainer numbers the alphabet in hash-map order, which
+    # changes from process to process): the special tokens, the alphabet sorted, then each merge's product in
+    # rank order. The ids are names only; tokenizing follows merges.txt's ranks.
+    products = list(dict.fromkeys(a + b for a, b in merges))
+    alphabet = sorted(set(model["vocab"]) - set(products) - set(SPECIAL_TOKENS))
+    ordered = list(SPECIAL_TOKENS) + alphabet + [p for p in products if p not in SPECIAL_TOKENS]
+    assert set(ordered) == set(model["vocab"]) and len(ordered) == len(model["vocab"])
+    vocab = {piece: i for i, piece in enumerate(ordered)}
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
     # One "a b" line per merge, newline-terminated (transformers drops what follows the last newline).
     (out / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")

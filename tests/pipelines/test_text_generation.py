@@ -43,15 +43,20 @@ def setups(tmp_path_factory):
         lengths = [len(tokenizer(p)["input_ids"][0]) for p in PROMPTS]
         assert len(set(lengths)) == len(PROMPTS) and max(lengths) <= 8, lengths
         hf = hf_pipeline("text-generation", directory)
-        out[family] = (directory, TextGeneration(model, tokenizer, batch_size=2), hf, greedy(hf, family))
+        out[family] = (directory, TextGeneration(model, tokenizer, batch_size=2), hf, greedy(hf, family, lengths))
     return out
 
 
-def greedy(hf, family) -> dict:
-    """Greedy settings whose EOS is the second new token of the first prompt: rows stop at different steps,
-    so a batch runs on after some of its prompts have stopped (transformers' one-prompt runs stop there)."""
-    ids = hf(PROMPTS[0], **GREEDY, return_tensors=True, **HF_EXTRA[family])[0]["generated_token_ids"]
-    return {**GREEDY, "eos_token_id": ids[-NEW + 1]}
+def greedy(hf, family, prompt_lengths) -> dict:
+    """Greedy settings whose EOS is a token the first prompt's continuation holds and another prompt's does not:
+    rows stop at different steps, so a batch runs on after some of its prompts have stopped (transformers'
+    one-prompt runs stop there). Chosen from transformers' continuations, as the tiny random model (its
+    tokenizer's ids vary between trainings) gives them."""
+    new = [hf(p, **GREEDY, return_tensors=True, **HF_EXTRA[family])[0]["generated_token_ids"][n:]
+           for p, n in zip(PROMPTS, prompt_lengths)]
+    eos = next((t for t in new[0] if any(t not in other for other in new[1:])), None)
+    assert eos is not None, f"every prompt continues with the first prompt's tokens: {new}"
+    return {**GREEDY, "eos_token_id": eos}
 
 
 def compare(setup, family, inputs, **kwargs):

@@ -498,3 +498,20 @@ def test_loading_errors(dirs, tmp_path):
         build_xlm_vocab(["text"], 10, tmp_path / "small")
     with pytest.raises(ValueError, match=r"texts\[1\]: expected a str or a \(text, lang\) tuple of str"):
         build_xlm_vocab(["text", ("text", 3)], 100, tmp_path / "bad")
+
+
+def test_build_xlm_vocab_gives_the_same_files_in_every_process(tmp_path):
+    """The trainer numbers the alphabet in hash-map order, which changes between processes; the ids written must
+    depend on the corpus alone."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from pydoc_data.topics import topics; from xlm_jax.tokenizer import build_xlm_vocab; "
+              "build_xlm_vocab([l for k in sorted(topics) for l in topics[k].splitlines() if l.strip()][:300], 320, "
+              "sys.argv[1])")
+    files = []
+    for run in range(3):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / str(run))], check=True)
+        out = tmp_path / str(run)
+        files.append(((out / "vocab.json").read_bytes(), (out / "merges.txt").read_bytes()))
+    assert files[0] == files[1] == files[2]
