@@ -21,7 +21,7 @@ import numpy as np
 from common.pipelines.base import UNSET, Encoded, Pipeline
 from common.pipelines.batching import bucket
 from common.pipelines.text_generation import eos_ids, trim
-from common.tokenization import describe
+from common.tokenization import describe, pad_rows
 
 PIPELINE_DEFAULTS = {"max_new_tokens": 256, "num_beams": 4}
 GENERATE_OPTIONS = ("do_sample", "temperature", "top_k", "top_p", "num_return_sequences", "no_repeat_ngram_size",
@@ -97,11 +97,8 @@ class Text2TextGeneration(Pipeline):
         settings = opts["generate"]
         length = bucket(max(len(r["input_ids"]) for r in rows), self.encoder_positions())
         filled = rows + [rows[-1]] * (bucket(len(rows), self.batch_size, smallest=1) - len(rows))
-        ids = np.full((len(filled), length), self.pad_values()["input_ids"], np.int32)
-        mask = np.zeros((len(filled), length), np.int32)
-        for r, row in enumerate(filled):
-            ids[r, :len(row["input_ids"])] = row["input_ids"]
-            mask[r, :len(row["input_ids"])] = 1
+        ids = pad_rows([r["input_ids"] for r in filled], length, "right", self.pad_values()["input_ids"])
+        mask = pad_rows([np.ones(len(r["input_ids"]), np.int32) for r in filled], length, "right", 0)
         extra = {}
         if opts["global_attention"] == "first":
             extra["global_attention_mask"] = np.zeros_like(mask)

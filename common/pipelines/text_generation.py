@@ -17,7 +17,7 @@ import numpy as np
 
 from common.pipelines.base import UNSET, Encoded, Pipeline
 from common.pipelines.batching import bucket
-from common.tokenization import describe
+from common.tokenization import describe, pad_rows
 
 # transformers' TextGenerationPipeline._default_generation_config: what the pipeline uses where neither the call
 # nor the checkpoint's generation_config.json sets it (temperature only when sampling).
@@ -139,11 +139,8 @@ class TextGeneration(Pipeline):
         limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
         length = bucket(max(len(p) for p in prompts), None if limit is None else max(limit - new, 1))
         rows = prompts + [prompts[-1]] * (bucket(len(prompts), self.batch_size, smallest=1) - len(prompts))
-        ids = np.full((len(rows), length), self.pad_values()["input_ids"], np.int32)
-        mask = np.zeros((len(rows), length), np.int32)
-        for r, prompt in enumerate(rows):
-            ids[r, length - len(prompt):] = prompt
-            mask[r, length - len(prompt):] = 1
+        ids = pad_rows(rows, length, "left", self.pad_values()["input_ids"])
+        mask = pad_rows([np.ones(len(p), np.int32) for p in rows], length, "left", 0)
         out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new})
         per_prompt = out.shape[0] // len(rows)
         eos = eos_ids(self.model, settings["eos_token_id"])
