@@ -223,12 +223,13 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run_child(script: str, args, show_progress: bool = False):
+def run_child(script: str, args, show_progress: bool = False, env: dict | None = None):
     """``python script --measure *args`` in a fresh process (so one side's memory and caches do not reach the
-    next); returns the JSON of its last stdout line. With show_progress its stderr goes to ours."""
+    next); returns the JSON of its last stdout line. With show_progress its stderr goes to ours; ``env`` replaces
+    the environment (a reference installed beside the venv, on PYTHONPATH)."""
     cmd = [sys.executable, script, "--measure", *map(str, args)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if show_progress else subprocess.PIPE, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, env=env)
     if proc.returncode:
         detail = "its stderr is above" if show_progress else proc.stderr[-4000:]
         raise RuntimeError(f"{Path(script).name} --measure {' '.join(map(str, args))} failed (exit "
