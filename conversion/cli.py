@@ -121,10 +121,14 @@ def cmd_pipeline(args, task_args: list[str]) -> int:
     from conversion.pipeline import pipeline
 
     options = task_options(task_args)
-    pipe = pipeline(args.task, args.model, dtype=_dtype(args.dtype), batch_size=args.batch_size)
-    written = run_jsonl(pipe, args.input, args.output, chunk=args.chunk, options=options)
+    cache = False if args.no_compile_cache else (args.compile_cache or None)
+    pipe = pipeline(args.task, args.model, dtype=_dtype(args.dtype), batch_size=args.batch_size,
+                    compile_cache=cache)
+    progress = args.output is not None and not args.no_progress
+    written = run_jsonl(pipe, args.input, args.output, chunk=args.chunk, options=options, on_error=args.on_error,
+                        progress=progress)
     if args.output is not None:
-        print(f"{written} results written to {args.output}", file=sys.stderr)
+        print(f"{written} results written to {args.output} ({pipe.stats})", file=sys.stderr)
     return 0
 
 
@@ -235,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="rows per model call")
     p.add_argument("--chunk", type=int, default=64, help="lines run (and written) at a time")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--on-error", choices=("stop", "record"), default="stop",
+                   help="a bad line stops the job (default), or is written as {\"error\", \"line\"} in its place")
+    p.add_argument("--compile-cache", type=Path, default=None,
+                   help="JAX's persistent compilation cache (default: $JAXZOO_COMPILE_CACHE or ~/.cache/jaxzoo/xla)")
+    p.add_argument("--no-compile-cache", action="store_true", help="compile everything in this process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown with --output)")
     p.set_defaults(func=cmd_pipeline)
 
     t = sub.add_parser("train", help="pre-train a small Llama on a local corpus (pydoc texts by default)")

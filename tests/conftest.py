@@ -17,6 +17,10 @@ def _xla_accepts(flag: str) -> bool:
 
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Pipelines turn on JAX's persistent compilation cache by default (common.compile_cache); the suite runs without
+# it, so every run compiles what it tests and writes nothing under ~/.cache (tests/pipelines/test_stats.py
+# turns it on in subprocesses of its own).
+os.environ.setdefault("JAXZOO_COMPILE_CACHE", "off")
 flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
     flags += " --xla_force_host_platform_device_count=8"

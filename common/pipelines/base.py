@@ -15,8 +15,10 @@ import dataclasses
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from common.pipelines.batching import run_batched
+from common.pipelines.batching import check_ladder, ladder_steps, run_batched
+from common.pipelines.stats import BatchStats
 from common.tokenization import describe
 
 UNSET = object()  # an option the caller did not give (transformers tells "not given" from None for some)
@@ -38,8 +40,9 @@ class Pipeline:
     options: ClassVar[dict[str, Any]] = {}  # every option a call (or the pipeline) takes, with its default
     output_fields: ClassVar[tuple[str, ...]] = ("logits",)  # the model outputs postprocess reads
     token_fields: ClassVar[tuple[str, ...]] = ("logits",)  # those with a sequence axis, cut to each row's length
+    can_warm_up: ClassVar[bool] = True  # False for the generation tasks, whose programs depend on the call
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 8, **defaults):
+    def __init__(self, model, tokenizer, *, batch_size: int = 8, buckets=None, **defaults):
         if model.spec.head not in self.heads:
             raise ValueError(f"task {self.task!r} cannot run on a {model.architecture}: it needs "
                              f"{' or '.join(supported_classes(self.heads))}")
@@ -48,6 +51,8 @@ class Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.buckets = check_ladder(buckets)  # the padded lengths (None: batching.padded_length's default)
+        self.stats = BatchStats()
         self.config = model.config
         head = model.spec.declaration
         self.padding = head.padding(model.config) if head.padding else model.spec.family.padding_side
@@ -61,11 +66,13 @@ class Pipeline:
         opts = self.resolve_options({**self.defaults, **self._options(options, "call")})
         single = self.is_single(inputs)
         if single:
-            return self.arrange(inputs, True, self._results([inputs], ["inputs"], opts), opts)
+            with self.stats.timing(1):
+                return self.arrange(inputs, True, self._results([inputs], ["inputs"], opts), opts)
         if not isinstance(inputs, (list, tuple)) or not inputs:
             raise ValueError(f"inputs: expected {self.input_description} or a non-empty list of them, "
                              f"got {describe(inputs)}")
-        results = self._results(list(inputs), [f"inputs[{i}]" for i in range(len(inputs))], opts)
+        with self.stats.timing(len(inputs)):
+            results = self._results(list(inputs), [f"inputs[{i}]" for i in range(len(inputs))], opts)
         return self.arrange(inputs, False, results, opts)
 
     def each(self, inputs: Sequence, **options) -> list:
@@ -75,17 +82,30 @@ class Pipeline:
         for item, where in zip(inputs, names):
             if not self.is_single(item):
                 raise ValueError(f"{where}: expected {self.input_description}, got {describe(item)}")
-        results = self._results(list(inputs), names, opts)
+        with self.stats.timing(len(inputs)):
+            results = self._results(list(inputs), names, opts)
         return [self.arrange(item, True, [result], opts) for item, result in zip(inputs, results)]
 
     def _results(self, items: list, names: list[str], opts: dict) -> list:
         encoded = [self.preprocess(self.check(item, where), where, opts) for item, where in zip(items, names)]
+        for enc, where in zip(encoded, names):
+            self.check_rows(enc.rows, where)
         outputs = self.run([row for enc in encoded for row in enc.rows])
         results, at = [], 0
         for enc in encoded:
             results.append(self.postprocess(enc, outputs[at:at + len(enc.rows)], opts))
             at += len(enc.rows)
         return results
+
+    def check_rows(self, rows: list[dict], where: str) -> None:
+        """The model's own input checks on each row of one input (too many tokens for its positions, ...), so that
+        a bad input is named before any batch runs, not found inside a batch."""
+        for row in rows:
+            try:
+                self.model.spec.validate_inputs(self.config, {k: v[None] for k, v in row.items()})
+            except ValueError as e:
+                hint = "; pass truncation=True to cut it" if "truncation" in self.options else ""
+                raise ValueError(f"{where}: {e}{hint}") from None
 
     def _options(self, given: dict, where: str) -> dict:
         unknown = sorted(set(given) - set(self.options))
@@ -94,8 +114,30 @@ class Pipeline:
                              f"({where}); it takes {sorted(self.options)}")
         return dict(given)
 
-    def run(self, rows: Sequence[dict]) -> list[dict]:
-        """The model's ``output_fields`` for each row (numpy), batched in bounded shapes."""
+    def warmup(self, example, *, max_length: int | None = None, progress: bool = False, **options) -> list[int]:
+        """Compile, before traffic comes, the model's program at every padded length from ``example``'s (one input
+        of the task) up to ``max_length`` (default: the model's position limit), for full batches; a later call
+        whose batches fit these shapes compiles nothing (with the persistent compile cache, neither does a later
+        process). Returns the lengths compiled."""
+        if not self.can_warm_up:
+            raise ValueError(f"warmup: {self.task!r} compiles its generation loop per call settings at its first "
+                             f"call; it has no warmup")
+        opts = self.resolve_options({**self.defaults, **self._options(options, "call")})
+        row = self.preprocess(self.check(example, "example"), "example", opts).rows[0]
+        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        top = max_length if max_length is not None else limit
+        if top is None or isinstance(top, bool) or not isinstance(top, int) or top < len(row["input_ids"]):
+            raise ValueError(f"max_length: expected an int >= the example's {len(row['input_ids'])} tokens"
+                             + ("" if limit is not None else " (this model has no position limit to default to)")
+                             + f", got {max_length!r}")
+        lengths = ladder_steps(len(row["input_ids"]), top, limit, self.buckets)
+        for length in tqdm(lengths, desc=f"compiling {self.task}", unit="shape", disable=not progress):
+            self.run([row] * self.rows_per_call(), min_length=length, record=False)
+        return lengths
+
+    def run(self, rows: Sequence[dict], min_length: int = 0, record: bool = True) -> list[dict]:
+        """The model's ``output_fields`` for each row (numpy), batched in bounded shapes (recorded in ``stats``
+        unless ``record`` is False; every batch at least ``min_length`` long)."""
         if not rows:
             return []
         limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
@@ -107,7 +149,8 @@ class Pipeline:
             return {field: getattr(out, field) for field in self.output_fields}
 
         return run_batched(call, rows, batch_size=self.rows_per_call(), pad_values=self.pad_values(),
-                           padding=self.padding, limit=limit, token_fields=self.token_fields)
+                           padding=self.padding, limit=limit, token_fields=self.token_fields, ladder=self.buckets,
+                           stats=self.stats if record else None, min_length=min_length)
 
     def rows_per_call(self) -> int:
         return self.batch_size

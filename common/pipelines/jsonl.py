@@ -4,8 +4,13 @@ Each input line is the task's input as JSON (a string, or an object such as {"qu
 {"text", "text_pair"}); each output line is that input's result as JSON, exactly ``pipe(input)``. Lines are
 run in chunks and each chunk's results are written and flushed before the next is read, so a run that stops
 (killed, out of memory) resumes where it stopped: the lines already in the output are skipped (a last line cut
-short by the stop is dropped and redone). A bad line is an error naming the file and line; nothing after the
-last complete chunk is written.
+short by the stop is dropped and redone). The output therefore always holds, in input order, the results of a
+prefix of the input's (non-blank) lines, each once: a job killed at any point (kill -9 included) and run again
+ends with the file an uninterrupted run writes.
+
+A bad line stops the job with an error naming the file and line (nothing after the last complete chunk is
+written), or, with ``on_error="record"``, takes the place of its result as {"error": "...", "line": N} while the
+other lines run on. A progress bar (tqdm, on stderr) shows lines done and examples/s.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
+
+ON_ERROR = ("stop", "record")
 
 
 def read_inputs(stream: IO[str], name: str) -> Iterator[tuple[int, object]]:
@@ -49,14 +57,27 @@ def completed_lines(path: Path) -> int:
     return complete.count(b"\n")
 
 
-def run_jsonl(pipe, source: Path | None, target: Path | None, chunk: int = 64, options: dict | None = None) -> int:
+def count_inputs(path: Path) -> int:
+    """The non-blank lines of ``path`` (the progress bar's total)."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def run_jsonl(pipe, source: Path | None, target: Path | None, chunk: int = 64, options: dict | None = None,
+              on_error: str = "stop", progress: bool = False) -> int:
     """Run ``pipe`` over ``source`` (stdin when None) into ``target`` (stdout when None); returns the number of
-    results written in this run."""
+    lines answered in this run (error records included). on_error: "stop" or "record" (see the module)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error: expected one of {list(ON_ERROR)}, got {on_error!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1, got {chunk!r}")
     options = options or {}
     name = str(source) if source is not None else "<stdin>"
     done = completed_lines(target) if target is not None else 0
+    total = count_inputs(source) if source is not None and progress else None
     src = open(source, encoding="utf-8") if source is not None else sys.stdin
     dst = open(target, "a", encoding="utf-8") if target is not None else sys.stdout
+    bar = tqdm(total=total, initial=done, unit="ex", desc=pipe.task, disable=not progress, dynamic_ncols=True)
     written, pending = 0, []
     try:
         for index, (number, item) in enumerate(read_inputs(src, name)):
@@ -64,9 +85,10 @@ def run_jsonl(pipe, source: Path | None, target: Path | None, chunk: int = 64, o
                 continue
             pending.append((number, item))
             if len(pending) == chunk:
-                written += _flush(pipe, pending, dst, name, options)
-        written += _flush(pipe, pending, dst, name, options)
+                written += _flush(pipe, pending, dst, name, options, on_error, bar)
+        written += _flush(pipe, pending, dst, name, options, on_error, bar)
     finally:
+        bar.close()
         if source is not None:
             src.close()
         if target is not None:
@@ -74,19 +96,36 @@ def run_jsonl(pipe, source: Path | None, target: Path | None, chunk: int = 64, o
     return written
 
 
-def _flush(pipe, pending: list, dst: IO[str], name: str, options: dict) -> int:
+def _flush(pipe, pending: list, dst: IO[str], name: str, options: dict, on_error: str, bar) -> int:
+    """Answer the pending (line, input) pairs, write their results in order, flush; the number written."""
     if not pending:
         return 0
-    try:
-        results = pipe.each([item for _, item in pending], **options)
-    except ValueError as e:  # "inputs[3]: ..." -> "FILE line N: ..."
-        message = str(e)
-        if message.startswith("inputs["):
-            index = int(message[len("inputs["):message.index("]")])
-            message = f"{name} line {pending[index][0]}{message[message.index(']') + 1:]}"
-        raise ValueError(message) from None
+    results = _answer(pipe, pending, name, options, on_error)
     dst.write("".join(json.dumps(r, default=_jsonable, ensure_ascii=False) + "\n" for r in results))
     dst.flush()
     n = len(pending)
     pending.clear()
+    bar.update(n)
     return n
+
+
+def _answer(pipe, pending: list, name: str, options: dict, on_error: str) -> list:
+    """Each pending input's result; with on_error="record", a line the pipeline refuses gets an error record
+    and the others are answered again without it (an error naming no input, such as a bad option, stops)."""
+    errors: dict[int, dict] = {}
+    while True:
+        live = [i for i in range(len(pending)) if i not in errors]
+        try:
+            answers = pipe.each([pending[i][1] for i in live], **options) if live else []
+            break
+        except ValueError as e:  # "inputs[3]: ..." -> "FILE line N: ..."
+            message = str(e)
+            if not message.startswith("inputs["):
+                raise
+            index = live[int(message[len("inputs["):message.index("]")])]
+            line, rest = pending[index][0], message[message.index("]") + 1:]
+            if on_error == "stop":
+                raise ValueError(f"{name} line {line}{rest}") from None
+            errors[index] = {"error": rest.removeprefix(": "), "line": line}
+    results = dict(zip(live, answers))
+    return [errors[i] if i in errors else results[i] for i in range(len(pending))]

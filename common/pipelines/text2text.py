@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.pipelines.base import UNSET, Encoded, Pipeline
-from common.pipelines.batching import bucket
+from common.pipelines.batching import bucket, padded_length
 from common.pipelines.text_generation import eos_ids, trim
 from common.tokenization import describe, pad_rows
 
@@ -32,6 +32,7 @@ class Text2TextGeneration(Pipeline):
     task = "text2text-generation"
     heads = ("conditional_generation",)
     return_name = "generated"
+    can_warm_up = False
     options = {"max_new_tokens": UNSET, "max_length": UNSET, "min_length": UNSET, "min_new_tokens": UNSET,
                "num_beams": UNSET, **{name: UNSET for name in GENERATE_OPTIONS}, "truncation": False,
                "return_tensors": False, "return_text": True, "global_attention": "first", "seed": 0}
@@ -95,8 +96,10 @@ class Text2TextGeneration(Pipeline):
     def generate_batch(self, rows: list[dict], opts: dict) -> list[list[np.ndarray]]:
         """One generate call: texts right-padded to a bucketed length, the row count a power of two."""
         settings = opts["generate"]
-        length = bucket(max(len(r["input_ids"]) for r in rows), self.encoder_positions())
+        lengths = [len(r["input_ids"]) for r in rows]
+        length = padded_length(max(lengths), self.encoder_positions(), self.buckets)
         filled = rows + [rows[-1]] * (bucket(len(rows), self.batch_size, smallest=1) - len(rows))
+        self.stats.record_batch(lengths, len(filled), length)
         ids = pad_rows([r["input_ids"] for r in filled], length, "right", self.pad_values()["input_ids"])
         mask = pad_rows([np.ones(len(r["input_ids"]), np.int32) for r in filled], length, "right", 0)
         extra = {}

@@ -73,3 +73,22 @@ def test_task_options_read_json_values():
         task_options(["--top-k"])
     with pytest.raises(ValueError, match="task arguments: expected --name value, got 'x'"):
         task_options(["x"])
+
+
+def test_bad_lines_recorded_in_their_place(directory, tmp_path):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    items = ["The <mask> is", "no mask", "A <mask> returns <mask>.", "", 7, "x <mask> y"]
+    src.write_text("".join(json.dumps(x) + "\n" for x in items))
+    assert main(["pipeline", "fill-mask", "--model", str(directory), "--input", str(src), "--output", str(dst),
+                 "--on-error", "record", "--chunk", "4", "--no-progress"]) == 0
+    out = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert len(out) == len(items)
+    assert out[1] == {"error": "no mask token '<mask>' in the text", "line": 2}
+    assert out[3] == {"error": "the text is empty", "line": 4}
+    assert out[4]["line"] == 5 and out[4]["error"].startswith("expected a str")
+    pipe = conversion.pipeline("fill-mask", directory)
+    for i in (0, 2, 5):
+        assert_same_result(out[i], json.loads(json.dumps(pipe(items[i]))))
+    # an error that names no line (a bad option) stops the job in either mode
+    assert main(["pipeline", "fill-mask", "--model", str(directory), "--input", str(src), "--output",
+                 str(tmp_path / "o2.jsonl"), "--on-error", "record", "--top-k", "0"]) == 2
