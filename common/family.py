@@ -46,6 +46,9 @@ class Generation:
     # Encoder-decoder heads: (params, config, input_ids, attention_mask, <encoder inputs>) -> arrays added to the
     # decoder's cache (e.g. cross-attention keys/values); the decoder starts from decoder_start_token_id.
     encoder_context: Callable | None = None
+    # The cache keeps per-row validity and positions given by the caller, so a row can be replaced mid-loop
+    # (continuous batching: common.continuous); its leaves carry a batch and a slot axis, and a shared "index".
+    slot_cache: bool = False
 
 
 def no_params(key, config, dtype) -> dict:

@@ -27,7 +27,7 @@ FAMILY = Family(
         Head("LlamaForCausalLM", "causal_lm", "model.", M.causal_lm_head, M.init_lm_head, inputs=("labels",),
              label_kind="token", label_classes=lambda config: config.vocab_size,
              static_args=(("logits_to_keep", 0),),
-             generation=Generation(M.init_cache, M.cached_step, M.reorder_cache)),
+             generation=Generation(M.init_cache, M.cached_step, M.reorder_cache, slot_cache=True)),
         Head("LlamaForSequenceClassification", "sequence_classification", "model.", M.sequence_classification_head,
              M.init_sequence_score, inputs=("labels",), label_kind="sequence"),
         Head("LlamaForTokenClassification", "token_classification", "model.", M.token_classification_head,

@@ -1,0 +1,160 @@
+"""Continuous batching: many prompts through a fixed number of decoding slots, in one compiled loop.
+
+Static batching generates a batch until its longest row is done, then starts the next batch: rows that met EOS
+early idle. Here ``slots`` rows decode together and, as soon as one finishes (EOS or max_new_tokens), the next
+waiting prompt is prefilled into its slot while the others go on decoding; the loop ends when every prompt is
+done. Everything (prefills, decode steps, refills) runs in one ``lax.while_loop``, for one compiled program per
+(prompt count, padded prompt width, settings).
+
+The family's cache (``init_cache`` / ``cached_step``, as common.generation) is used as it is: its rows share one
+write index, so a refilled slot's prompt is prefilled on its own into a fresh one-row cache whose index is set so
+that the prompt's keys end where the shared index stands, and that row replaces the slot's row (its old entries go
+with it). Which axis of each cache leaf is the batch and which the slot axis is read from ``init_cache``'s shapes
+(``jax.eval_shape``). The cache has room for the longest possible row and a margin; when the shared index reaches
+its end, every row is shifted back by the same number of slots (the oldest, which no live row holds), keeping their
+order, so causal masks by slot still hold. Positions are each row's own, so a prompt's tokens equal those it gets
+alone (greedy; up to float rounding in near-ties).
+
+Sampling draws a prompt's token at step t from ``fold_in(fold_in(key, prompt index), t)``: the same prompt and
+seed give the same text whatever slot or neighbours it gets.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.generation import GenerationConfig, eos_array, process_scores, prompt_positions, select_tokens
+
+
+def cache_axes(init_cache, config, dtype):
+    """(batch axis, slot axis) of each cache leaf (None where the leaf has none, e.g. the shared index), read
+    from the shapes of caches of different batch and slot counts."""
+    base = jax.eval_shape(lambda: init_cache(config, 1, 4, dtype))
+    wider = jax.eval_shape(lambda: init_cache(config, 2, 4, dtype))
+    longer = jax.eval_shape(lambda: init_cache(config, 1, 6, dtype))
+
+    def differing(a, b):
+        return next((axis for axis, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y), None)
+
+    return (jax.tree.map(differing, base, wider), jax.tree.map(differing, base, longer))
+
+
+def insert_row(cache, row_cache, slot, batch_axes):
+    """``cache`` with its row ``slot`` replaced by the one-row ``row_cache`` (leaves without a batch axis, such
+    as the shared index, kept from ``cache``)."""
+    def put(big, row, axis):
+        if axis is None:
+            return big
+        return jax.lax.dynamic_update_slice_in_dim(big, row.astype(big.dtype), slot, axis=axis)
+
+    return jax.tree.map(put, cache, row_cache, batch_axes)
+
+
+def shift_back(cache, n, slot_axes):
+    """Every row's slots moved ``n`` back (the first n, which no live row holds, wrap to the end, invalid) and
+    the write index with them."""
+    def move(leaf, axis):
+        return leaf if axis is None else jnp.roll(leaf, -n, axis=axis)
+
+    moved = jax.tree.map(move, cache, slot_axes)
+    return {**moved, "index": cache["index"] - n}
+
+
+@functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
+                                             "decoding_params", "slots"))
+def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, cached_step, config,
+                        settings: GenerationConfig, cache_dtype, slots: int, decoding_params=None):
+    """input_ids, attention_mask: [N, P] prompts, left-padded to one width P.
+    Returns (new tokens [N, max_new_tokens] (pad after each prompt's end), their counts [N])."""
+    n_prompts, p = input_ids.shape
+    new, pad = settings.max_new_tokens, settings.pad_token_id
+    rows = min(slots, n_prompts)
+    longest = p + new
+    length = longest + max(8, longest // 4)  # a margin: one shift of every row per margin's worth of steps
+    eos = eos_array(settings)
+    params = params if decoding_params is None else decoding_params(params, config)
+    batch_axes, slot_axes = cache_axes(init_cache, config, cache_dtype)
+    ids, mask = input_ids.astype(jnp.int32), attention_mask.astype(jnp.int32)
+
+    def prefill_into(cache, logits, last_pos, seqs, slot, prompt):
+        """Prompt ``prompt`` prefilled alone, its keys ending at the shared index, into row ``slot``."""
+        row_cache = {**init_cache(config, 1, length, cache_dtype), "index": cache["index"] - p}
+        row_ids, row_mask = ids[prompt][None], mask[prompt][None]
+        positions = prompt_positions(row_mask)
+        row_logits, row_cache = cached_step(params, config, row_ids, row_mask, positions, row_cache)
+        cache = insert_row(cache, row_cache, slot, batch_axes)
+        seqs = seqs.at[slot].set(jnp.concatenate([row_ids[0], jnp.full((new,), pad, jnp.int32)]))
+        return cache, logits.at[slot].set(row_logits[0]), last_pos.at[slot].set(positions[0, -1]), seqs
+
+    # The first `rows` prompts are prefilled together (the shared index then stands at p).
+    cache = init_cache(config, rows, length, cache_dtype)
+    positions = prompt_positions(mask[:rows])
+    logits, cache = cached_step(params, config, ids[:rows], mask[:rows], positions, cache)
+    last_pos = positions[:, -1]
+    seqs = jnp.concatenate([ids[:rows], jnp.full((rows, new), pad, jnp.int32)], axis=1)
+    out = jnp.full((n_prompts + 1, new), pad, jnp.int32)  # the extra row takes idle slots' writes
+    counts = jnp.zeros((n_prompts + 1,), jnp.int32)
+    state = dict(cache=cache, logits=logits, last_pos=last_pos, seqs=seqs, prompt=jnp.arange(rows),
+                 made=jnp.zeros((rows,), jnp.int32), active=jnp.ones((rows,), bool), waiting=jnp.int32(rows),
+                 out=out, counts=counts)
+
+    def pick(logits, seqs, made, prompt):
+        """Each row's next token, with its own step count and its prompt's own random stream."""
+        def one(scores, seq, step, index):
+            scores = process_scores(scores[None], seq[None], p, step, settings)
+            return select_tokens(scores, settings, jax.random.fold_in(jax.random.fold_in(key, index), step))[0]
+
+        return jax.vmap(one)(logits, seqs, made, prompt)
+
+    def step(s):
+        live = s["active"]
+        token = jnp.where(live, pick(s["logits"], s["seqs"], s["made"], s["prompt"]), pad)
+        target = jnp.where(live, s["prompt"], n_prompts)
+        out = s["out"].at[target, jnp.minimum(s["made"], new - 1)].set(token)
+        at = p + jnp.minimum(s["made"], new - 1)
+        seqs = s["seqs"].at[jnp.arange(rows), at].set(jnp.where(live, token, s["seqs"][jnp.arange(rows), at]))
+        made = s["made"] + live
+        counts = s["counts"].at[target].set(made)
+        active = live & ~jnp.isin(token, eos) & (made < new)
+        cache = jax.lax.cond(s["cache"]["index"] >= length, lambda c: shift_back(c, length - longest, slot_axes),
+                             lambda c: c, s["cache"])
+        last_pos = s["last_pos"] + 1
+        logits, cache = cached_step(params, config, token[:, None], live[:, None].astype(jnp.int32),
+                                    last_pos[:, None], cache)
+        s = dict(s, cache=cache, logits=logits, last_pos=last_pos, seqs=seqs, made=made, active=active, out=out,
+                 counts=counts)
+        return jax.lax.while_loop(can_refill, refill, s)
+
+    def can_refill(s):
+        return jnp.any(~s["active"]) & (s["waiting"] < n_prompts)
+
+    def refill(s):
+        slot = jnp.argmax(~s["active"])
+        cache, logits, last_pos, seqs = prefill_into(s["cache"], s["logits"], s["last_pos"], s["seqs"], slot,
+                                                     s["waiting"])
+        return dict(s, cache=cache, logits=logits, last_pos=last_pos, seqs=seqs,
+                    prompt=s["prompt"].at[slot].set(s["waiting"]), made=s["made"].at[slot].set(0),
+                    active=s["active"].at[slot].set(True), waiting=s["waiting"] + 1)
+
+    state = jax.lax.while_loop(lambda s: jnp.any(s["active"]), step, state)
+    return state["out"][:n_prompts], state["counts"][:n_prompts]
+
+
+def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
+             slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None) -> np.ndarray:
+    """Host entry, as common.generation.generate (the same inputs and result, another schedule): prompts [N, P]
+    (left-padded) -> [N * num_return_sequences, P + steps] int32, each row its prompt then its new tokens, pad
+    after its end, cut after the longest row."""
+    r = settings.num_return_sequences
+    ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
+    mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
+    tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
+                                         init_cache=init_cache, cached_step=cached_step, config=config,
+                                         settings=settings, cache_dtype=cache_dtype, slots=slots,
+                                         decoding_params=decoding_params)
+    steps = int(np.max(counts))
+    return np.concatenate([ids, np.asarray(tokens)[:, :steps]], axis=1)

@@ -1,0 +1,72 @@
+"""Continuous batching (common.continuous, ``model.generate(..., slots=k)``): each prompt's tokens equal
+transformers' generate of that prompt alone, whatever the slot count, with rows stopping at different steps,
+refills, and the cache's shifts (more steps than its margin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import conversion
+from tests.factory import save_hf
+from tests.llama.hf_llama import hf_model
+
+NEW = 12
+LENGTHS = (3, 7, 1, 5, 8, 2, 6, 4, 7)  # nine prompts, left-padded to 8
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    hf = hf_model("causal_lm", initializer_range=0.2)
+    ours = conversion.from_pretrained(save_hf(hf, tmp_path_factory.mktemp("cb")), progress=False)
+    rng = np.random.default_rng(0)
+    width = max(LENGTHS)
+    ids, mask = np.zeros((len(LENGTHS), width), np.int32), np.zeros((len(LENGTHS), width), np.int32)
+    for i, n in enumerate(LENGTHS):
+        ids[i, width - n:], mask[i, width - n:] = rng.integers(3, 99, n), 1
+    # EOS: two tokens that the prompts' free continuations hold at different steps, so rows stop apart
+    free = [alone(hf, ids[i, width - n:], eos=None) for i, n in enumerate(LENGTHS)]
+    eos = sorted({int(f[n + 2]) for f, n in zip(free[:3], LENGTHS)})
+    expected = [alone(hf, ids[i, width - n:], eos=eos) for i, n in enumerate(LENGTHS)]
+    stops = [len(e) - n for e, n in zip(expected, LENGTHS)]
+    assert len(set(stops)) > 2 and max(stops) == NEW, stops  # early stops at different steps, and a full row
+    return hf, ours, ids, mask, eos, expected
+
+
+def alone(hf, prompt, eos):
+    with torch.no_grad():
+        out = hf.generate(input_ids=torch.as_tensor(prompt[None]), do_sample=False, max_new_tokens=NEW,
+                          eos_token_id=eos, pad_token_id=0).numpy()[0]
+    return out
+
+
+@pytest.mark.parametrize("slots", [2, 3, 16])
+def test_each_prompt_gets_what_it_gets_alone(setup, slots):
+    _, ours, ids, mask, eos, expected = setup
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0,
+                        slots=slots)
+    static = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0)
+    np.testing.assert_array_equal(got, static)  # the same result as static batching, pads and all
+    width = ids.shape[1]
+    for row, n, want in zip(got, LENGTHS, expected):
+        np.testing.assert_array_equal(row[width - n:width - n + len(want)], want)
+        assert (row[width - n + len(want):] == 0).all()
+
+
+def test_sampling_draws_do_not_depend_on_the_slots(setup):
+    _, ours, ids, mask, eos, _ = setup
+    kwargs = dict(attention_mask=mask, max_new_tokens=NEW, do_sample=True, top_k=0, eos_token_id=eos,
+                  pad_token_id=0, seed=3)
+    two, four = ours.generate(ids, slots=2, **kwargs), ours.generate(ids, slots=4, **kwargs)
+    np.testing.assert_array_equal(two, four)
+    assert not np.array_equal(two, ours.generate(ids, slots=2, **{**kwargs, "seed": 4}))
+
+
+def test_what_continuous_batching_refuses(setup, tmp_path):
+    _, ours, ids, mask, _, _ = setup
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="slots = .* is invalid: expected an integer >= 1"):
+            ours.generate(ids, attention_mask=mask, max_new_tokens=2, slots=bad)
+    with pytest.raises(ValueError, match="slots .continuous batching. is not supported for beam search"):
+        ours.generate(ids, attention_mask=mask, max_new_tokens=2, num_beams=2, slots=2)
