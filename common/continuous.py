@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.generation import GenerationConfig, eos_array, process_scores, prompt_positions, select_tokens
+from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, select_tokens,
+                               with_context)
 
 
 def cache_axes(init_cache, config, dtype):
@@ -65,10 +66,14 @@ def shift_back(cache, n, slot_axes):
 
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
-                                             "decoding_params", "slots"))
-def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, cached_step, config,
-                        settings: GenerationConfig, cache_dtype, slots: int, decoding_params=None):
-    """input_ids, attention_mask: [N, P] prompts, left-padded to one width P.
+                                             "decoding_params", "slots", "encoder_context", "encoder_static"))
+def generate_continuous(params, input_ids, attention_mask, key, encoder_inputs=None, *, init_cache, cached_step,
+                        config, settings: GenerationConfig, cache_dtype, slots: int, decoding_params=None,
+                        encoder_context=None, encoder_static=()):
+    """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
+    prompts); encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
+    (with the static keyword arguments ``encoder_static``, (name, value) pairs) for each prompt as its slot is
+    filled; its context's leaves are batch-first.
     Returns (new tokens [N, max_new_tokens] (pad after each prompt's end), their counts [N])."""
     n_prompts, p = input_ids.shape
     new, pad = settings.max_new_tokens, settings.pad_token_id
@@ -76,29 +81,42 @@ def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, c
     longest = p + new
     length = longest + max(8, longest // 4)  # a margin: one shift of every row per margin's worth of steps
     eos = eos_array(settings)
+    encoder_params = params  # the encoder reads the params as given; decoding steps may want them rearranged
     params = params if decoding_params is None else decoding_params(params, config)
     batch_axes, slot_axes = cache_axes(init_cache, config, cache_dtype)
     ids, mask = input_ids.astype(jnp.int32), attention_mask.astype(jnp.int32)
 
-    def prefill_into(cache, logits, last_pos, seqs, slot, prompt):
+    def context_of(rows):
+        """The encoder's context of prompts ``rows`` (None for a decoder-only model)."""
+        if encoder_context is None:
+            return None
+        return encoder_context(encoder_params, config, **{k: v[rows] for k, v in encoder_inputs.items()},
+                               **dict(encoder_static))
+
+    def prefill_into(cache, context, logits, last_pos, seqs, slot, prompt):
         """Prompt ``prompt`` prefilled alone, its keys ending at the shared index, into row ``slot``."""
         row_cache = {**init_cache(config, 1, length, cache_dtype), "index": cache["index"] - p}
         row_ids, row_mask = ids[prompt][None], mask[prompt][None]
+        row_context = context_of(jnp.reshape(prompt, (1,)))
         positions = prompt_positions(row_mask)
-        row_logits, row_cache = cached_step(params, config, row_ids, row_mask, positions, row_cache)
+        row_logits, row_cache = with_context(cached_step, row_context)(params, config, row_ids, row_mask,
+                                                                       positions, row_cache)
         cache = insert_row(cache, row_cache, slot, batch_axes)
+        if context is not None:
+            context = insert_row(context, row_context, slot, jax.tree.map(lambda _: 0, context))
         seqs = seqs.at[slot].set(jnp.concatenate([row_ids[0], jnp.full((new,), pad, jnp.int32)]))
-        return cache, logits.at[slot].set(row_logits[0]), last_pos.at[slot].set(positions[0, -1]), seqs
+        return cache, context, logits.at[slot].set(row_logits[0]), last_pos.at[slot].set(positions[0, -1]), seqs
 
     # The first `rows` prompts are prefilled together (the shared index then stands at p).
     cache = init_cache(config, rows, length, cache_dtype)
+    context = context_of(jnp.arange(rows))
     positions = prompt_positions(mask[:rows])
-    logits, cache = cached_step(params, config, ids[:rows], mask[:rows], positions, cache)
+    logits, cache = with_context(cached_step, context)(params, config, ids[:rows], mask[:rows], positions, cache)
     last_pos = positions[:, -1]
     seqs = jnp.concatenate([ids[:rows], jnp.full((rows, new), pad, jnp.int32)], axis=1)
     out = jnp.full((n_prompts + 1, new), pad, jnp.int32)  # the extra row takes idle slots' writes
     counts = jnp.zeros((n_prompts + 1,), jnp.int32)
-    state = dict(cache=cache, logits=logits, last_pos=last_pos, seqs=seqs, prompt=jnp.arange(rows),
+    state = dict(cache=cache, context=context, logits=logits, last_pos=last_pos, seqs=seqs, prompt=jnp.arange(rows),
                  made=jnp.zeros((rows,), jnp.int32), active=jnp.ones((rows,), bool), waiting=jnp.int32(rows),
                  out=out, counts=counts)
 
@@ -123,8 +141,9 @@ def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, c
         cache = jax.lax.cond(s["cache"]["index"] >= length, lambda c: shift_back(c, length - longest, slot_axes),
                              lambda c: c, s["cache"])
         last_pos = s["last_pos"] + 1
-        logits, cache = cached_step(params, config, token[:, None], live[:, None].astype(jnp.int32),
-                                    last_pos[:, None], cache)
+        logits, cache = with_context(cached_step, s["context"])(params, config, token[:, None],
+                                                                live[:, None].astype(jnp.int32), last_pos[:, None],
+                                                                cache)
         s = dict(s, cache=cache, logits=logits, last_pos=last_pos, seqs=seqs, made=made, active=active, out=out,
                  counts=counts)
         return jax.lax.while_loop(can_refill, refill, s)
@@ -134,9 +153,9 @@ def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, c
 
     def refill(s):
         slot = jnp.argmax(~s["active"])
-        cache, logits, last_pos, seqs = prefill_into(s["cache"], s["logits"], s["last_pos"], s["seqs"], slot,
-                                                     s["waiting"])
-        return dict(s, cache=cache, logits=logits, last_pos=last_pos, seqs=seqs,
+        cache, context, logits, last_pos, seqs = prefill_into(s["cache"], s["context"], s["logits"], s["last_pos"],
+                                                              s["seqs"], slot, s["waiting"])
+        return dict(s, cache=cache, context=context, logits=logits, last_pos=last_pos, seqs=seqs,
                     prompt=s["prompt"].at[slot].set(s["waiting"]), made=s["made"].at[slot].set(0),
                     active=s["active"].at[slot].set(True), waiting=s["waiting"] + 1)
 
@@ -145,16 +164,21 @@ def generate_continuous(params, input_ids, attention_mask, key, *, init_cache, c
 
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
-             slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None) -> np.ndarray:
+             slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None, encoder_context=None,
+             encoder_inputs=None, encoder_static=()) -> np.ndarray:
     """Host entry, as common.generation.generate (the same inputs and result, another schedule): prompts [N, P]
     (left-padded) -> [N * num_return_sequences, P + steps] int32, each row its prompt then its new tokens, pad
-    after its end, cut after the longest row."""
+    after its end, cut after the longest row. An encoder-decoder gives its ``encoder_context`` hook, its encoder
+    arrays ``encoder_inputs`` {name: [N, S]} and their static arguments ``encoder_static`` ((name, value) pairs)."""
     r = settings.num_return_sequences
     ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
+    if encoder_inputs is not None:
+        encoder_inputs = {k: jnp.asarray(np.repeat(np.asarray(v), r, axis=0)) for k, v in encoder_inputs.items()}
     tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
-                                         init_cache=init_cache, cached_step=cached_step, config=config,
-                                         settings=settings, cache_dtype=cache_dtype, slots=slots,
-                                         decoding_params=decoding_params)
+                                         encoder_inputs, init_cache=init_cache, cached_step=cached_step,
+                                         config=config, settings=settings, cache_dtype=cache_dtype, slots=slots,
+                                         decoding_params=decoding_params, encoder_context=encoder_context,
+                                         encoder_static=tuple(sorted(encoder_static)))
     steps = int(np.max(counts))
     return np.concatenate([ids, np.asarray(tokens)[:, :steps]], axis=1)

@@ -197,13 +197,14 @@ class Model:
             table = "the decoder's max_decoder_position_embeddings" if seq2seq else "max_position_embeddings"
             raise ValueError(f"{'decoder ' if seq2seq else ''}prompt length {ids.shape[1]} + max_new_tokens "
                              f"{max_new_tokens} is past {table}={limit}; the total must be <= {limit}")
-        context = self._encoder_context(encoder_arrays) if seq2seq else None
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
         steps = dict(init_cache=hooks.init_cache, cached_step=hooks.cached_step,
                      decoding_params=hooks.decoding_params)
         if slots is not None:
-            return self._generate_continuous(ids, mask, settings, slots, seed, dtype, seq2seq, steps)
+            return self._generate_continuous(ids, mask, settings, slots, seed, dtype,
+                                             encoder_arrays if seq2seq else None, steps)
+        context = self._encoder_context(encoder_arrays) if seq2seq else None
         with self._mesh_context():
             if settings.num_beams > 1:
                 return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=hooks.reorder_cache,
@@ -211,15 +212,22 @@ class Model:
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
                             cache_dtype=dtype, context=context, reorder_cache=hooks.reorder_cache, **steps)
 
-    def _generate_continuous(self, ids, mask, settings, slots, seed, dtype, seq2seq, steps) -> np.ndarray:
+    def _generate_continuous(self, ids, mask, settings, slots, seed, dtype, encoder_arrays, steps) -> np.ndarray:
+        """``generate(..., slots=k)``: continuous batching (common.continuous)."""
         if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1:
             raise ValueError(f"slots = {slots!r} is invalid: expected an integer >= 1 (rows decoded at a time)")
-        if settings.num_beams > 1 or seq2seq or self.mesh is not None or not self._generation.slot_cache:
-            why = ("beam search" if settings.num_beams > 1 else "an encoder-decoder" if seq2seq else
-                   "a model on a mesh" if self.mesh is not None else f"{self.architecture}'s cache")
+        if settings.num_beams > 1 or self.mesh is not None or not self._generation.slot_cache:
+            why = ("beam search" if settings.num_beams > 1 else "a model on a mesh" if self.mesh is not None
+                   else f"{self.architecture}'s cache")
             raise ValueError(f"slots (continuous batching) is not supported for {why}: expected slots=None")
+        encoder = {}
+        if encoder_arrays is not None:
+            arrays = dict(encoder_arrays)
+            static = tuple((k, arrays.pop(k)) for k in list(arrays) if k in self._encoder_static)
+            encoder = dict(encoder_context=self._generation.encoder_context, encoder_inputs=arrays,
+                           encoder_static=static)
         return continuous.generate(self.params, self.config, ids, mask.astype(np.int32), settings=settings,
-                                   slots=int(slots), seed=seed, cache_dtype=dtype, **steps)
+                                   slots=int(slots), seed=seed, cache_dtype=dtype, **steps, **encoder)
 
     def _encoder_context(self, arrays: dict):
         """Run the head's ``encoder_context`` once on the validated encoder inputs."""

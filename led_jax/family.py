@@ -14,7 +14,8 @@ from led_jax.tokenizer import LEDTokenizer
 FROM_INPUT_IDS = M.DefaultDecoderInputs(from_labels=False)
 
 GENERATION = Generation(init_cache=M.init_cache, cached_step=M.cached_step, reorder_cache=M.reorder_cache,
-                        decoding_params=M.decoding_params, encoder_context=M.encoder_context)
+                        decoding_params=M.decoding_params, encoder_context=M.encoder_context,
+                        slot_cache=True)
 
 FAMILY = Family(
     name="led",

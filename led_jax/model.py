@@ -169,22 +169,25 @@ def cross_kv(params, config: LEDConfig, encoder_hidden):
 
 
 def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask, encoder_hidden, encoder_mask,
-           cache=None, context=None, *, deterministic=True, rng=None, output_hidden_states=False,
+           cache=None, context=None, *, position_ids=None, deterministic=True, rng=None, output_hidden_states=False,
            output_attentions=False):
     """LEDDecoder. decoder_input_ids: [B, T]; encoder_hidden: [B, S, H]; encoder_mask: [B, S] bool or None.
 
     With ``cache`` (see :func:`init_cache`) the new tokens are written at ``cache["index"]`` and attend to the
     cached keys. With ``context`` (see :func:`encoder_context`) the cross-attention keys/values come from it and
-    ``encoder_hidden`` is not read (pass None). Returns (last [B, T, H], hidden_states, self-attention probs,
+    ``encoder_hidden`` is not read (pass None). position_ids [B, T]: each token's position (default: the cache
+    index onward, as HF's past length, for every row alike). Returns (last [B, T, H], hidden_states, self-attention probs,
     cross-attention probs, new cache or None).
     """
     b, t = decoder_input_ids.shape
     dtype = compute_dtype(params, config)
     d = params["decoder"]
     start = 0 if cache is None else cache["index"]
-    positions = start + jnp.arange(t)  # no offset, and not derived from the mask (HF)
-    x = L.embed(params["shared"], decoder_input_ids, dtype, config.pad_token_id) + \
-        L.embed(d["embed_positions"], positions, dtype)[None]
+    if position_ids is None:  # no offset, and not derived from the mask (HF)
+        position_embeds = L.embed(d["embed_positions"], start + jnp.arange(t), dtype)[None]
+    else:
+        position_embeds = L.embed(d["embed_positions"], position_ids, dtype)
+    x = L.embed(params["shared"], decoder_input_ids, dtype, config.pad_token_id) + position_embeds
     x = L.layer_norm(d["layernorm_embedding"], x, LN_EPS)
     x = constrain(L.dropout(x, config.dropout, deterministic=deterministic, rng=L.fold_rng(rng, 0)), BATCH, None, None)
 
@@ -290,11 +293,11 @@ def encoder_context(params, config: LEDConfig, input_ids, attention_mask=None, g
 
 def cached_step(params, config: LEDConfig, input_ids, attention_mask, position_ids, cache, *, context):
     """One generation step of LEDForConditionalGeneration. input_ids, attention_mask: [B, T] decoder tokens;
-    position_ids are not read (LED's decoder positions are the cache index, as HF's past length); context:
+    position_ids: [B, T] (generation gives each row's own count, which for LED's unpadded decoder prompts is the
+    cache index, as HF's past length; a row refilled by continuous batching starts its own count); context:
     :func:`encoder_context` of the input. Returns (logits of the last token [B, V] float32, cache)."""
-    del position_ids
     last, _, _, _, cache = decode(params, config, input_ids, attention_mask, None, context["encoder_mask"], cache,
-                                  context)
+                                  context, position_ids=position_ids)
     return lm_logits(params, config, last[:, -1]).astype(jnp.float32), cache
 
 

@@ -70,3 +70,22 @@ def test_what_continuous_batching_refuses(setup, tmp_path):
             ours.generate(ids, attention_mask=mask, max_new_tokens=2, slots=bad)
     with pytest.raises(ValueError, match="slots .continuous batching. is not supported for beam search"):
         ours.generate(ids, attention_mask=mask, max_new_tokens=2, num_beams=2, slots=2)
+
+
+def test_an_encoder_decoder_refills_its_slots_with_each_documents_encoding(tmp_path):
+    """LED: a refilled slot runs the encoder on its document inside the loop; every summary equals static
+    batching's (itself compared with transformers in tests/led), with rows stopping at different steps."""
+    from tests.led import hf_led
+
+    model = conversion.from_pretrained(save_hf(hf_led.hf_model("conditional_generation", init_std=0.2), tmp_path),
+                                       progress=False)
+    ids, mask = hf_led.batch(lengths=(13, 9, 11, 5, 12, 7, 3))
+    first = np.zeros_like(ids)
+    first[:, 0] = 1  # global attention on the first token, as LED's summaries
+    kwargs = dict(attention_mask=mask, global_attention_mask=first, max_new_tokens=8, pad_token_id=1)
+    free = model.generate(ids, eos_token_id=[], **kwargs)[:, 1:]
+    eos = sorted({int(free[0, 1]), int(free[1, 3])})
+    static = model.generate(ids, eos_token_id=eos, **kwargs)
+    assert len({int((row != 1).sum()) for row in static}) > 1  # rows stop at different steps
+    for slots in (2, 3):
+        np.testing.assert_array_equal(model.generate(ids, eos_token_id=eos, slots=slots, **kwargs), static)
