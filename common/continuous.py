@@ -67,11 +67,12 @@ def shift_back(cache, n, slot_axes):
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
                                              "decoding_params", "slots", "encoder_context", "encoder_static"))
-def generate_continuous(params, input_ids, attention_mask, key, encoder_inputs=None, *, init_cache, cached_step,
-                        config, settings: GenerationConfig, cache_dtype, slots: int, decoding_params=None,
-                        encoder_context=None, encoder_static=()):
+def generate_continuous(params, input_ids, attention_mask, key, count, encoder_inputs=None, *, init_cache,
+                        cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
+                        decoding_params=None, encoder_context=None, encoder_static=()):
     """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
-    prompts); encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
+    prompts), of which the first ``count`` (traced, so that N can be a bucketed size) are generated;
+    encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
     (with the static keyword arguments ``encoder_static``, (name, value) pairs) for each prompt as its slot is
     filled; its context's leaves are batch-first.
     Returns (new tokens [N, max_new_tokens] (pad after each prompt's end), their counts [N])."""
@@ -117,7 +118,8 @@ def generate_continuous(params, input_ids, attention_mask, key, encoder_inputs=N
     out = jnp.full((n_prompts + 1, new), pad, jnp.int32)  # the extra row takes idle slots' writes
     counts = jnp.zeros((n_prompts + 1,), jnp.int32)
     state = dict(cache=cache, context=context, logits=logits, last_pos=last_pos, seqs=seqs, prompt=jnp.arange(rows),
-                 made=jnp.zeros((rows,), jnp.int32), active=jnp.ones((rows,), bool), waiting=jnp.int32(rows),
+                 made=jnp.zeros((rows,), jnp.int32), active=jnp.arange(rows) < count,
+                 waiting=jnp.minimum(jnp.int32(rows), count),
                  out=out, counts=counts)
 
     def pick(logits, seqs, made, prompt):
@@ -149,7 +151,7 @@ def generate_continuous(params, input_ids, attention_mask, key, encoder_inputs=N
         return jax.lax.while_loop(can_refill, refill, s)
 
     def can_refill(s):
-        return jnp.any(~s["active"]) & (s["waiting"] < n_prompts)
+        return jnp.any(~s["active"]) & (s["waiting"] < count)
 
     def refill(s):
         slot = jnp.argmax(~s["active"])
@@ -175,10 +177,18 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
     if encoder_inputs is not None:
         encoder_inputs = {k: jnp.asarray(np.repeat(np.asarray(v), r, axis=0)) for k, v in encoder_inputs.items()}
+    n = len(ids)
+    rows = 1 << max(n - 1, 0).bit_length()  # a power of two: calls with similar counts share one program
+    if rows > n:  # filler prompts (copies of the last), never generated
+        ids, mask = (np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)]) for a in (ids, mask))
+        if encoder_inputs is not None:
+            encoder_inputs = {k: jnp.concatenate([v, jnp.repeat(v[-1:], rows - n, axis=0)])
+                              for k, v in encoder_inputs.items()}
     tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
-                                         encoder_inputs, init_cache=init_cache, cached_step=cached_step,
+                                         jnp.int32(n), encoder_inputs, init_cache=init_cache, cached_step=cached_step,
                                          config=config, settings=settings, cache_dtype=cache_dtype, slots=slots,
                                          decoding_params=decoding_params, encoder_context=encoder_context,
                                          encoder_static=tuple(sorted(encoder_static)))
+    tokens, counts = np.asarray(tokens)[:n], np.asarray(counts)[:n]
     steps = int(np.max(counts))
-    return np.concatenate([ids, np.asarray(tokens)[:, :steps]], axis=1)
+    return np.concatenate([ids[:n], tokens[:, :steps]], axis=1)

@@ -11,7 +11,9 @@ start token, as transformers' generate; a call's ``max_length`` is honoured (4.5
 max_new_tokens default win over it, so there it has no effect: a departure on purpose). Global attention: on the first token by default, as LED's documentation does
 for summarization (transformers' pipeline sets none: ``global_attention=None`` gives exactly its outputs).
 Texts are right-padded into bucketed lengths and generated together; each row's sequences are cut where a
-one-text run stops.
+one-text run stops. Greedy and sampled texts of one padded length go through one continuous-batching loop
+(``model.generate(..., slots=batch_size)``: a slot whose summary is done takes the next text at once; our option
+``continuous=False`` batches them statically instead); beam search runs in static batches.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ class Text2TextGeneration(Pipeline):
     can_warm_up = False
     options = {"max_new_tokens": UNSET, "max_length": UNSET, "min_length": UNSET, "min_new_tokens": UNSET,
                "num_beams": UNSET, **{name: UNSET for name in GENERATE_OPTIONS}, "truncation": False,
-               "return_tensors": False, "return_text": True, "global_attention": "first", "seed": 0}
+               "return_tensors": False, "return_text": True, "global_attention": "first", "seed": 0,
+               "continuous": True}
 
     def resolve_options(self, opts: dict) -> dict:
         opts = super().resolve_options(opts)
-        for name in ("truncation", "return_tensors", "return_text"):
+        for name in ("truncation", "return_tensors", "return_text", "continuous"):
             if not isinstance(opts[name], bool):
                 raise ValueError(f"{name}: expected True or False, got {describe(opts[name])}")
         if opts["global_attention"] not in ("first", None):
@@ -86,19 +89,28 @@ class Text2TextGeneration(Pipeline):
         encoded = [self.preprocess(self.check(item, where), where, opts) for item, where in zip(items, names)]
         rows = [enc.rows[0] for enc in encoded]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+        if opts["continuous"] and opts["generate"]["num_beams"] == 1:
+            # one continuous-batching loop per padded length: batch_size slots, each refilled as its text is done
+            width = [padded_length(len(rows[i]["input_ids"]), self.encoder_positions(), self.buckets)
+                     for i in range(len(rows))]
+            chunks = [[i for i in order if width[i] == w] for w in sorted(set(width))]
+        else:
+            chunks = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         groups: list = [None] * len(rows)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        for chunk in chunks:
             for i, group in zip(chunk, self.generate_batch([rows[i] for i in chunk], opts)):
                 groups[i] = group
         return [self.postprocess(group, opts) for group in groups]
 
     def generate_batch(self, rows: list[dict], opts: dict) -> list[list[np.ndarray]]:
-        """One generate call: texts right-padded to a bucketed length, the row count a power of two."""
+        """One generate call: texts right-padded to a bucketed length; with continuous batching every row of
+        the call through batch_size slots, else one batch, the row count a power of two."""
         settings = opts["generate"]
+        continuous = opts["continuous"] and settings["num_beams"] == 1
         lengths = [len(r["input_ids"]) for r in rows]
         length = padded_length(max(lengths), self.encoder_positions(), self.buckets)
-        filled = rows + [rows[-1]] * (bucket(len(rows), self.batch_size, smallest=1) - len(rows))
+        filled = rows if continuous else rows + [rows[-1]] * (bucket(len(rows), self.batch_size, smallest=1) -
+                                                             len(rows))
         self.stats.record_batch(lengths, len(filled), length)
         ids = pad_rows([r["input_ids"] for r in filled], length, "right", self.pad_values()["input_ids"])
         mask = pad_rows([np.ones(len(r["input_ids"]), np.int32) for r in filled], length, "right", 0)
@@ -106,7 +118,8 @@ class Text2TextGeneration(Pipeline):
         if opts["global_attention"] == "first":
             extra["global_attention_mask"] = np.zeros_like(mask)
             extra["global_attention_mask"][:, 0] = 1
-        out = self.model.generate(ids, attention_mask=mask, **settings, **extra)
+        slots = {"slots": self.batch_size} if continuous else {}
+        out = self.model.generate(ids, attention_mask=mask, **settings, **extra, **slots)
         per_row = out.shape[0] // len(filled)
         eos = eos_ids(self.model, settings["eos_token_id"])
         return [trim(out[r * per_row:(r + 1) * per_row], 1, eos) for r in range(len(rows))]

@@ -102,3 +102,15 @@ def test_a_head_that_cannot_write_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"task 'summarization' cannot run on a LEDModel: it needs "
                                          r"LEDForConditionalGeneration"):
         conversion.pipeline("summarization", directory)
+
+
+def test_continuous_batching_gives_the_static_batches_summaries(setup):
+    """Five texts of one padded length through two slots (each refilled as its summary ends) equal static
+    batching's summaries (which the tests above compare with 4.57)."""
+    _, ours, _ = setup
+    texts = ["The value of the module is returned.", "The class is defined by the call.", "An object is made.",
+             "It is returned by the function.", "The type of the object is the class."]
+    continuous = ours(texts, **FAST)
+    assert ours(texts, continuous=False, **FAST) == continuous
+    with pytest.raises(ValueError, match="continuous: expected True or False"):
+        ours(texts, continuous="yes", **FAST)
