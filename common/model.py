@@ -57,6 +57,12 @@ class Model:
         return self.spec.hf_class
 
     @property
+    def continuous_batching(self) -> bool:
+        """Whether ``generate(..., slots=k)`` (continuous batching) serves this model: a generative head whose
+        cache rows can be replaced mid-loop, not on a mesh (beam search excepted, see generate)."""
+        return self._generation is not None and self._generation.slot_cache and self.mesh is None
+
+    @property
     def partition_rules(self) -> tuple:
         """The family's partition rules, e.g. for ``make_train_step(..., mesh=mesh, rules=model.partition_rules)``."""
         return self.spec.partition_rules

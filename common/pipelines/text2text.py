@@ -89,7 +89,7 @@ class Text2TextGeneration(Pipeline):
         encoded = [self.preprocess(self.check(item, where), where, opts) for item, where in zip(items, names)]
         rows = [enc.rows[0] for enc in encoded]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-        if opts["continuous"] and opts["generate"]["num_beams"] == 1:
+        if self.continuous(opts):
             # one continuous-batching loop per padded length: batch_size slots, each refilled as its text is done
             width = [padded_length(len(rows[i]["input_ids"]), self.encoder_positions(), self.buckets)
                      for i in range(len(rows))]
@@ -102,11 +102,15 @@ class Text2TextGeneration(Pipeline):
                 groups[i] = group
         return [self.postprocess(group, opts) for group in groups]
 
+    def continuous(self, opts: dict) -> bool:
+        """Continuous batching: asked for (the default), greedy or sampling, and served by the model."""
+        return opts["continuous"] and opts["generate"]["num_beams"] == 1 and self.model.continuous_batching
+
     def generate_batch(self, rows: list[dict], opts: dict) -> list[list[np.ndarray]]:
         """One generate call: texts right-padded to a bucketed length; with continuous batching every row of
         the call through batch_size slots, else one batch, the row count a power of two."""
         settings = opts["generate"]
-        continuous = opts["continuous"] and settings["num_beams"] == 1
+        continuous = self.continuous(opts)
         lengths = [len(r["input_ids"]) for r in rows]
         length = padded_length(max(lengths), self.encoder_positions(), self.buckets)
         filled = rows if continuous else rows + [rows[-1]] * (bucket(len(rows), self.batch_size, smallest=1) -

@@ -5,10 +5,18 @@ One prompt -> [{"generated_text": ...}] (num_return_sequences entries); a list -
 are decoded alone and, for return_full_text (the default), appended to the prompt text as given; return_tensors
 gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not supported.
 
-Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.bucket) and generated
-together; the model's generate masks the padding and counts positions from each row's first real token, so every
-prompt gets the tokens it gets alone. The early stop transformers makes per prompt (when every returned sequence of
-that prompt has met EOS) is restored by cutting each prompt's group after its longest sequence.
+Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.padded_length) and
+generated together; the model's generate masks the padding and counts positions from each row's first real token,
+so every prompt gets the tokens it gets alone. Greedy and sampled prompts of one padded length go through one
+continuous-batching loop of batch_size slots (``model.generate(..., slots=)``, where the model supports it: Llama;
+a finished row's slot takes the next prompt at once; sampled draws then do not depend on batch_size); our option
+``continuous=False``, beam search and XLM run in static batches. The early stop transformers makes per prompt (when
+every returned sequence of that prompt has met EOS) is restored by cutting each prompt's group after its longest
+sequence.
+
+Stop strings (``stop_sequence``, or generate's ``stop_strings``; transformers' ``tokenizer=`` is accepted and not
+needed) stop a row after the token inside which one ends, as transformers' StopStringCriteria
+(common.pipelines.stop_strings); greedy and sampling only.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from common.pipelines.base import UNSET, Encoded, Pipeline
-from common.pipelines.batching import bucket
+from common.pipelines.batching import bucket, padded_length
+from common.pipelines.stop_strings import first_stop, stops_as_matched, token_texts
 from common.tokenization import describe, pad_rows
 
 # transformers' TextGenerationPipeline._default_generation_config: what the pipeline uses where neither the call
@@ -34,9 +43,13 @@ class TextGeneration(Pipeline):
     options = {"max_new_tokens": UNSET, "do_sample": UNSET, "temperature": UNSET, "eos_token_id": UNSET,
                "pad_token_id": UNSET, **{name: UNSET for name in GENERATE_OPTIONS},
                "return_full_text": None, "return_text": None, "return_tensors": None, "prefix": "",
-               "add_special_tokens": True, "skip_special_tokens": True,
-               "seed": 0}  # sampling's random stream (ours is JAX's: it cannot equal torch's)
+               "add_special_tokens": True, "skip_special_tokens": True, "stop_sequence": None, "stop_strings": None,
+               "tokenizer": None,  # what transformers' generate needs with stop_strings; ours has its own
+               "seed": 0,  # sampling's random stream (ours is JAX's: it cannot equal torch's)
+               "continuous": True}  # ours: continuous batching for greedy / sampling (False: static batches)
     input_description = "a str (a prompt)"
+    can_warm_up = False
+    _token_texts = None  # each token's text as stop strings are matched (stop_strings.token_texts), when needed
 
     # ------------------------------------------------------------------------------------ options
     def resolve_options(self, opts: dict) -> dict:
@@ -44,11 +57,44 @@ class TextGeneration(Pipeline):
         opts["return_type"] = return_type(opts["return_full_text"], opts["return_text"], opts["return_tensors"])
         if not isinstance(opts["prefix"], str):
             raise ValueError(f"prefix: expected a str, got {describe(opts['prefix'])}")
-        for name in ("add_special_tokens", "skip_special_tokens"):
+        for name in ("add_special_tokens", "skip_special_tokens", "continuous"):
             if not isinstance(opts[name], bool):
                 raise ValueError(f"{name}: expected True or False, got {describe(opts[name])}")
         opts["generate"] = self.generate_settings(opts)
+        opts["stops"] = self.stop_strings(opts)
         return opts
+
+    def stop_strings(self, opts: dict) -> list | None:
+        """The call's stop strings (``stop_sequence`` wins over ``stop_strings``, as transformers), in the unit
+        the tokenizer's texts are matched in; None when there are none."""
+        name = "stop_sequence" if opts["stop_sequence"] is not None else "stop_strings"
+        stops = opts[name]
+        if stops is None:
+            return None
+        stops = [stops] if isinstance(stops, str) else stops
+        if not isinstance(stops, (list, tuple)) or not stops or not all(isinstance(x, str) and x for x in stops):
+            raise ValueError(f"{name}: expected a non-empty str or a non-empty list of them, got {describe(stops)}")
+        if self.beams(opts["generate"]) > 1:
+            raise ValueError(f"{name}: stop strings are supported with greedy search and sampling, not with "
+                             f"num_beams={self.beams(opts['generate'])}")
+        if self._token_texts is None:
+            self._token_texts = token_texts(self.tokenizer)
+        return stops_as_matched(list(stops), self._token_texts)
+
+    def fill_token(self, settings: dict) -> int:
+        """The token model.generate writes after a finished row: the pad id (the call's, generation_config.json's,
+        the config's), else the first EOS id."""
+        gc = self.model.generation_config
+        for pad in (settings["pad_token_id"], gc.get("pad_token_id"), getattr(self.config, "pad_token_id", None)):
+            if pad is not None:
+                return int(pad)
+        eos = settings["eos_token_id"]
+        eos = gc.get("eos_token_id", getattr(self.config, "eos_token_id", None)) if eos is None else eos
+        eos = eos if isinstance(eos, (list, tuple)) else [eos]
+        return int(eos[0]) if eos and eos[0] is not None else 0
+
+    def beams(self, settings: dict) -> int:
+        return settings["num_beams"] or self.model.generation_config.get("num_beams") or 1
 
     def generate_settings(self, opts: dict) -> dict:
         """model.generate's keyword arguments, with transformers' pipeline precedence: the call (and the
@@ -112,39 +158,58 @@ class TextGeneration(Pipeline):
     # ------------------------------------------------------------------------------- generation
     def _results(self, items: list, names: list[str], opts: dict) -> list:
         encoded = [self.preprocess(self.check(item, where), where, opts) for item, where in zip(items, names)]
-        groups = self.generate_all(encoded, opts["generate"])
+        groups = self.generate_all(encoded, opts)
         return [self.postprocess(enc, group, opts) for enc, group in zip(encoded, groups)]
 
-    def generate_all(self, encoded: list[Encoded], settings: dict) -> list[list[np.ndarray]]:
-        """Each prompt's returned sequences (prompt + new ids), prompts batched by length (and by max_new_tokens,
-        which is one per call unless it comes from a max_length)."""
-        keys = [(enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])) for enc in encoded]
+    def generate_all(self, encoded: list[Encoded], opts: dict) -> list[list[np.ndarray]]:
+        """Each prompt's returned sequences (prompt + new ids). Prompts are sorted by length and grouped by
+        max_new_tokens (one per call unless it comes from a max_length); with continuous batching (greedy or
+        sampling) every prompt of one padded length goes through one loop of batch_size slots, else prompts run
+        in static batches of batch_size."""
+        settings = opts["generate"]
+        continuous = opts["continuous"] and self.beams(settings) == 1 and self.model.continuous_batching
+        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        keys = []
+        for enc in encoded:
+            new, n = enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])
+            keys.append((new, padded_length(n, None if limit is None else max(limit - new, 1), self.buckets), n))
         order = sorted(range(len(encoded)), key=keys.__getitem__)
+        if continuous:
+            chunks = [[i for i in order if keys[i][:2] == key] for key in sorted({k[:2] for k in keys})]
+        else:
+            chunks, start = [], 0
+            while start < len(order):
+                end = min(start + self.batch_size, len(order))
+                end = next((j for j in range(start + 1, end) if keys[order[j]][0] != keys[order[start]][0]), end)
+                chunks.append(order[start:end])
+                start = end
         results: list = [None] * len(encoded)
-        start = 0
-        while start < len(order):
-            new = keys[order[start]][0]
-            end = min(start + self.batch_size, len(order))
-            end = next((j for j in range(start + 1, end) if keys[order[j]][0] != new), end)
-            chunk = order[start:end]
+        for chunk in chunks:
             prompts = [encoded[i].rows[0]["input_ids"] for i in chunk]
-            for i, group in zip(chunk, self.generate_batch(prompts, new, settings)):
+            for i, group in zip(chunk, self.generate_batch(prompts, keys[chunk[0]][0], opts, continuous)):
                 results[i] = group
-            start = end
         return results
 
-    def generate_batch(self, prompts: list[np.ndarray], new: int, settings: dict) -> list[list[np.ndarray]]:
-        """One generate call over left-padded prompts: a bucketed length and a power-of-two row count (filled with
-        copies of the last prompt), so that any traffic compiles few programs."""
+    def generate_batch(self, prompts: list[np.ndarray], new: int, opts: dict,
+                       continuous: bool) -> list[list[np.ndarray]]:
+        """One generate call over left-padded prompts of a bucketed length: every prompt through batch_size slots
+        (continuous batching: the prompt count bucketed by model.generate), or one batch whose row count is a
+        power of two (filled with copies of the last prompt), so that any traffic compiles few programs."""
+        settings = opts["generate"]
         limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
-        length = bucket(max(len(p) for p in prompts), None if limit is None else max(limit - new, 1))
-        rows = prompts + [prompts[-1]] * (bucket(len(prompts), self.batch_size, smallest=1) - len(prompts))
+        lengths = [len(p) for p in prompts]
+        length = padded_length(max(lengths), None if limit is None else max(limit - new, 1), self.buckets)
+        rows = prompts if continuous else \
+            prompts + [prompts[-1]] * (bucket(len(prompts), self.batch_size, smallest=1) - len(prompts))
+        self.stats.record_batch(lengths, len(rows), length)
         ids = pad_rows(rows, length, "left", self.pad_values()["input_ids"])
         mask = pad_rows([np.ones(len(p), np.int32) for p in rows], length, "left", 0)
-        out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new})
+        slots = {"slots": self.batch_size} if continuous else {}
+        out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new}, **slots)
         per_prompt = out.shape[0] // len(rows)
         eos = eos_ids(self.model, settings["eos_token_id"])
-        return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos)
+        stops = None if opts["stops"] is None else (opts["stops"], self._token_texts, self.fill_token(settings))
+        return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos, stops)
                 for r, p in enumerate(prompts)]
 
     # ------------------------------------------------------------------------------------ outputs
@@ -169,13 +234,23 @@ def eos_ids(model, given) -> set[int]:
     return set(eos) if isinstance(eos, (list, tuple)) else (set() if eos is None else {eos})
 
 
-def trim(group: np.ndarray, prompt_length: int, eos: set[int]) -> list[np.ndarray]:
+def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | None = None) -> list[np.ndarray]:
     """One prompt's sequences [n, prompt + steps] cut where transformers' one-prompt run stops: after the longest
-    of them, each ending at its first EOS among the new tokens (the rest of a batch may have run on)."""
+    of them, each ending at its first EOS among the new tokens (the rest of a batch may have run on) or, with
+    ``stops`` (the stop strings, the token texts they are matched in, the token generation fills a finished row
+    with), after the token that ends a stop string, its later tokens replaced by that fill."""
     ends = []
+    group = group if stops is None else np.array(group)  # a copy: its rows are cut in place below
     for seq in group:
         hits = [k for k, t in enumerate(seq[prompt_length:]) if int(t) in eos]
-        ends.append(prompt_length + (hits[0] + 1 if hits else len(seq) - prompt_length))
+        end = prompt_length + (hits[0] + 1 if hits else len(seq) - prompt_length)
+        if stops is not None:
+            strings, texts, fill = stops
+            stop = first_stop(seq[:end], prompt_length, strings, texts)
+            if stop is not None and stop + 1 < end:
+                end = stop + 1
+                seq[end:] = fill
+        ends.append(end)
     return list(group[:, :max(ends)])
 
 

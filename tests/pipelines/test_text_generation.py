@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 import conversion
+from common.pipelines.stop_strings import token_texts
 from common.pipelines.text_generation import TextGeneration
 from tests.pipelines.checkpoints import checkpoint
 from tests.pipelines.oracle import assert_same_result, hf_pipeline
@@ -24,6 +25,7 @@ OVERRIDES = {"llama": {"bos_token_id": VOCAB - 2, "eos_token_id": VOCAB - 1}, "x
 PROMPTS = ["If the", "The", "", "A list of"]  # 1 to 8 tokens in both tokenizers, all different lengths
 NEW = 4
 GREEDY = {"do_sample": False, "max_new_tokens": NEW}
+LONGER = {"do_sample": False, "max_new_tokens": 2 * NEW, "eos_token_id": None}  # room to stop early
 # transformers 5.24's XLM generate with its default cache feeds the cache *and* the whole prefix at every step and
 # drifts from the second new token on (a regression: see tests/xlm/test_xlm_generate.py); without the cache it
 # runs XLM's own scheme (the prefix plus a mask token each step), which ours follows.
@@ -100,6 +102,59 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(setups):
     assert ours(PROMPTS, max_new_tokens=NEW, num_return_sequences=2, seed=3, do_sample=True,
                 temperature=0.7) == first
     assert ours(PROMPTS, **{**settings, "do_sample": True}, top_k=1, seed=5) == ours(PROMPTS, **settings)
+
+
+@pytest.mark.parametrize("family", sorted(HEADS))
+def test_stop_strings_equal_transformers(setups, family):
+    """Stop strings taken from transformers' own continuations (a generated token's text, and one running over
+    two tokens' texts), so that rows stop mid-generation at different steps."""
+    _, ours, hf, _ = setups[family]
+    free = hf(PROMPTS, **LONGER, return_tensors=True, **HF_EXTRA[family])
+    texts = token_texts(ours.tokenizer)
+
+    def printable(i):  # a token's text when it is whole characters (the tiny model emits many raw bytes)
+        text = texts[i].decode("utf-8", "replace") if isinstance(texts[i], bytes) else texts[i]
+        return text if text and text.isprintable() and "\ufffd" not in text else None
+
+    def letters(i):
+        return printable(i) if printable(i) and printable(i).strip().isalpha() else None
+
+    starts = [len(ours.tokenizer(p)["input_ids"][0]) for p in PROMPTS]
+    new = [r[0]["generated_token_ids"][n:] for r, n in zip(free, starts)]
+    one = next(letters(t).strip() for row in new for t in row[1:] if letters(t))
+    # the last character of one token and the whole text of the next: a stop string over two tokens
+    two = next(printable(a)[-1] + letters(b) for row in new for a, b in zip(row, row[1:])
+               if printable(a) and letters(b))
+    stopped = compare(setups[family], family, PROMPTS, **LONGER, stop_sequence=one, return_tensors=True)
+    cut = [len(r[0]["generated_token_ids"]) < len(f[0]["generated_token_ids"]) for r, f in zip(stopped, free)]
+    assert any(cut), (one, new)  # a row stopped early
+    # generate's stop_strings: transformers needs its tokenizer passed along, ours takes it as given or not
+    theirs = hf(PROMPTS, **LONGER, stop_strings=[two, "never seen"], tokenizer=hf.tokenizer, **HF_EXTRA[family])
+    assert_same_result(ours(PROMPTS, **LONGER, stop_strings=[two, "never seen"]), theirs)
+    assert_same_result(ours(PROMPTS, **LONGER, stop_strings=[two, "never seen"], tokenizer=hf.tokenizer), theirs)
+    compare(setups[family], family, PROMPTS, **{**LONGER, "eos_token_id": setups[family][3]["eos_token_id"]},
+            stop_sequence=[one, two])  # with an EOS too
+    compare(setups[family], family, PROMPTS[3], **LONGER, stop_sequence=PROMPTS[3])  # the prompt's own text
+
+
+def test_continuous_batching_gives_static_batchings_texts_and_draws_per_prompt(setups):
+    """Llama's prompts go through two slots, refilled as rows end (the default); static batches give the same
+    texts, and sampled draws do not depend on the slot count."""
+    _, ours, _, settings = setups["llama"]
+    assert ours(PROMPTS, **settings, continuous=False) == ours(PROMPTS, **settings)
+    sample = dict(max_new_tokens=NEW, do_sample=True, seed=3)
+    one_slot = TextGeneration(ours.model, ours.tokenizer, batch_size=1)
+    assert one_slot(PROMPTS, **sample) == ours(PROMPTS, **sample)
+
+
+def test_bad_stop_strings(setups):
+    _, ours, _, _ = setups["llama"]
+    for bad in ("", [], [""], ["a", 3], 3):
+        with pytest.raises(ValueError, match="stop_sequence: expected a non-empty str or a non-empty list"):
+            ours("Hi", **GREEDY, stop_sequence=bad)
+    with pytest.raises(ValueError, match="stop_strings: stop strings are supported with greedy search and "
+                                         "sampling, not with num_beams=2"):
+        ours("Hi", **GREEDY, num_beams=2, stop_strings="x")
 
 
 def test_bad_inputs(setups):
