@@ -251,6 +251,61 @@ class _DocumentMixin:
         out[take] = labels[word[take]]
         return bbox, out, word_ids
 
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        """The special tokens `__call__` adds to one example: 2 (`<s> A </s>`), or 4 with a question."""
+        return self._tokenizer.post_processor.num_special_tokens_to_add(bool(pair))
+
+    def windows(self, question: str, words, boxes, *, max_length: int, stride: int) -> list[dict[str, np.ndarray]]:
+        """A question + words pair cut into windows of at most `max_length` tokens, as transformers' tokenizer
+        gives them with truncation="only_second", max_length, stride and return_overflowing_tokens=True: every
+        window holds the whole question and the special tokens, and the words go on where the previous window's
+        stop, `stride` tokens back (consecutive windows share `stride` tokens of words).
+
+        Args:
+            question: a str (split on whitespace, as `__call__` does); words, boxes: one example's, as `__call__`.
+            max_length: the most tokens of a window, special tokens included; stride: the overlap, >= 0.
+
+        Returns:
+            one unpadded dict per window, the first window first: {"input_ids" [T], "attention_mask" [T],
+            "bbox" [T, 4], "word_ids" [T]} int32 (word_ids: the token's index in the whole `words`, -1 for the
+            question, special tokens); a pair that fits max_length is one window.
+        """
+        questions, word_lists, batched = _parse_text(question, words)
+        if batched:
+            raise ValueError(f"text: windows() cuts one example; expected a question (str), got {describe(question)}")
+        token_boxes = _example_boxes(boxes, len(word_lists[0]), "boxes")
+        for name, value, smallest in (("max_length", max_length, 1), ("stride", stride, 0)):
+            if not _is_int(value) or value < smallest:
+                raise ValueError(f"{name}: expected an int >= {smallest}, got {describe(value)}")
+        pair = [(questions[0].split(), word_lists[0])]
+        (whole,) = self._encode(pair, True, None, None)
+        encodings = [whole]
+        if len(whole.ids) > max_length:
+            kept = sum(1 for s in whole.sequence_ids if s != 1)  # question + special tokens: in every window
+            if max_length - kept <= stride:  # `tokenizers` panics on this: say why instead
+                raise ValueError(f"stride: the question and the special tokens take {kept} of max_length="
+                                 f"{max_length} tokens, leaving {max(max_length - kept, 0)} for the words of each "
+                                 f"window, not more than stride={stride} (the overlap of windows)")
+            encodings = self._encode_overflowing(pair[0], int(max_length), int(stride))
+        rows = []
+        for enc in encodings:
+            bbox, _, word_ids = self._example_layout(enc, token_boxes, None, True)
+            rows.append({"input_ids": np.asarray(enc.ids, np.int32),
+                         "attention_mask": np.asarray(enc.attention_mask, np.int32),
+                         "bbox": bbox.astype(np.int32), "word_ids": word_ids.astype(np.int32)})
+        return rows
+
+    def _encode_overflowing(self, pair: tuple, max_length: int, stride: int) -> list:
+        """The encodings of `pair` (pre-tokenized question words, words) truncated "only_second" to max_length
+        tokens with its overflow windows, each overlapping the previous one by `stride` tokens of words."""
+        with self._truncation_lock:  # truncation is a setting of the shared backend: set for this call only
+            self._tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second", direction="right")
+            try:
+                first = self._tokenizer.encode(*pair, is_pretokenized=True, add_special_tokens=True)
+            finally:
+                self._tokenizer.no_truncation()
+        return [first] + list(first.overflowing)
+
 
 class LiltTokenizer(_DocumentMixin, RobertaTokenizer):
     """LiLT's English tokenizer: transformers' `LayoutLMv3Tokenizer` (byte-level BPE) with boxes and labels.

@@ -6,6 +6,11 @@ form) each input gives its best {"label", "score"}, and a single str gives a one
 ``top_k`` (an int, or None for every label) each input gives a list of {"label", "score"}, best first.
 Scores: softmax for single-label models, sigmoid for multi-label or one-label ones, the raw logit for
 regression (``function_to_apply`` overrides: "softmax", "sigmoid", "none").
+
+LiLT (LiltForSequenceClassification) reads documents instead: a {"words", "boxes"[, "page_size"]} dict (as
+"document-token-classification" takes it, common.pipelines.document) gives {"label", "score"} (a list with
+``top_k``), a list of them a list. A plain str is an error: transformers' pipeline refuses it too (its LayoutLMv3
+tokenizer takes only words with boxes), and a text without its layout is not what the model was trained on.
 """
 
 from __future__ import annotations
@@ -13,18 +18,24 @@ from __future__ import annotations
 import numpy as np
 
 from common.pipelines.base import UNSET, Encoded, Pipeline
+from common.pipelines.document import DOCUMENT_INPUT, WordsAndBoxes
 from common.pipelines.scores import sigmoid, softmax
 from common.tokenization import describe
 
 FUNCTIONS = {"softmax": softmax, "sigmoid": sigmoid, "none": lambda x: x}
 
 
-class TextClassification(Pipeline):
+class TextClassification(WordsAndBoxes, Pipeline):
     task = "text-classification"
     heads = ("sequence_classification",)
     options = {"top_k": UNSET, "function_to_apply": None}
     token_fields = ()
     input_description = 'a str or a {"text", "text_pair"} dict'
+
+    def __init__(self, model, tokenizer, **kwargs):
+        super().__init__(model, tokenizer, **kwargs)
+        if self.reads_boxes:
+            self.input_description = DOCUMENT_INPUT
 
     def rows_per_call(self) -> int:
         # A left-padded classifier without a pad id reads the last position (transformers runs it one row at a
@@ -59,6 +70,8 @@ class TextClassification(Pipeline):
         return "softmax"
 
     def check(self, item, where: str):
+        if self.reads_boxes:
+            return self.check_document(item, where)
         if isinstance(item, dict):
             unknown = sorted(set(item) - {"text", "text_pair"})
             if unknown or "text" not in item:
@@ -71,6 +84,8 @@ class TextClassification(Pipeline):
         return super().check(item, where), None
 
     def preprocess(self, item, where: str, opts: dict) -> Encoded:
+        if self.reads_boxes:
+            return Encoded([self.encode_document(item, where)[0]])
         text, pair = item
         return Encoded([self.encode(text, pair)])
 

@@ -85,6 +85,12 @@ def test_bad_documents(token_setup):
         ours({"words": ["a"]})
     with pytest.raises(ValueError, match=r"ignore_labels: expected a list of label names"):
         ours(DOCUMENTS[0], ignore_labels="O")
+    with pytest.raises(ValueError, match=r"inputs\[1\]: the document is \d+ tokens, more than the model's 62 "
+                                         r"tokens; split it into pages$"):
+        ours([DOCUMENTS[0], LONG])
+    with pytest.raises(ValueError, match=r"inputs: LiltForTokenClassification reads words \+ boxes; expected a "
+                                         r"\{\"words\", \"boxes\"\} dict, got a str"):
+        ours("Total: 12.50")
 
 
 def test_a_text_model_is_refused(tmp_path):
@@ -96,6 +102,11 @@ def test_a_text_model_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------------------- question answering
 QUESTIONS = ["What is the total?", "When?", "Who is named here"]
+# longer than one window of the tiny model (62 tokens): its words numbered so that answers show where they are
+LONG_WORDS = [f"{word}{i}" for i, word in enumerate("Invoice Total: Date Name: Ada Lovelace of London EUR amount due "
+                                                    "paid on the".split() * 4)]
+LONG = {"words": LONG_WORDS, "boxes": [[(37 * i) % 900, (53 * i) % 950, (37 * i) % 900 + 90, (53 * i) % 950 + 40]
+                                       for i in range(len(LONG_WORDS))]}
 
 
 @pytest.fixture(scope="module")
@@ -106,33 +117,45 @@ def qa_setup(tmp_path_factory):
             transformers.AutoTokenizer.from_pretrained(directory))
 
 
-def hf_best_spans(hf, tokenizer, question, document, top_k, max_answer_len, null=False) -> list[dict]:
-    """By brute force over transformers' LiLT logits on transformers' LayoutLMv3 encoding of (question, words):
-    every token span start <= end < start + max_answer_len within the document tokens, scored P(start) * P(end)
-    with each softmax over the document tokens and the cls token (as select_starts_ends normalises them),
-    mapped to words through the encoding's word_ids (+ the null answer, P(cls) * P(cls), with null); the top_k,
-    best first."""
-    enc = tokenizer(question, document["words"], boxes=document["boxes"], return_tensors="pt")
-    with torch.no_grad():
-        out = hf(input_ids=enc["input_ids"], bbox=enc["bbox"], attention_mask=enc["attention_mask"])
-    word_ids = enc.word_ids(0)
-    document_tokens = [t for t, s in enumerate(enc.sequence_ids(0)) if s == 1]
-    allowed = np.zeros(len(word_ids), bool)
-    allowed[document_tokens + [0]] = True  # + the cls token, which takes part in the softmax
+def hf_windows(tokenizer, question, document, max_length=None, stride=0) -> list[dict]:
+    """transformers' LayoutLMv3 encoding of (question, words): one window, or with max_length its windows
+    (truncation "only_second", stride, return_overflowing_tokens), each {input_ids, bbox, word_ids, sequence_ids}."""
+    cut = {} if max_length is None else {"truncation": "only_second", "max_length": max_length, "stride": stride,
+                                         "return_overflowing_tokens": True}
+    enc = tokenizer([question], [document["words"]], boxes=[document["boxes"]], **cut)
+    return [{"input_ids": enc["input_ids"][i], "bbox": enc["bbox"][i], "word_ids": enc.word_ids(i),
+             "sequence_ids": enc.sequence_ids(i)} for i in range(len(enc["input_ids"]))]
 
-    def probabilities(logits):
-        logits = np.where(allowed, logits[0].numpy().astype(np.float64), -np.inf)
-        p = np.exp(logits - logits.max())
-        return p / p.sum()
 
-    p_start, p_end = probabilities(out.start_logits), probabilities(out.end_logits)
-    spans = [(p_start[s] * p_end[e], s, e) for s in document_tokens for e in document_tokens
-             if s <= e < s + max_answer_len]
-    answers = [{"score": float(score), "answer": " ".join(document["words"][word_ids[s]:word_ids[e] + 1]),
-                "start": word_ids[s], "end": word_ids[e], "boxes": document["boxes"][word_ids[s]:word_ids[e] + 1]}
-               for score, s, e in spans]
+def hf_best_spans(hf, tokenizer, question, document, top_k, max_answer_len, null=False, max_length=None,
+                  stride=0) -> list[dict]:
+    """By brute force over transformers' LiLT logits on transformers' LayoutLMv3 encoding of (question, words)
+    (its windows with max_length): in every window, every token span start <= end < start + max_answer_len within
+    the document tokens, scored P(start) * P(end) with each softmax over the window's document tokens and its cls
+    token (as select_starts_ends normalises them), mapped to words through the encoding's word_ids (+ the null
+    answer, the lowest P(cls) * P(cls) of the windows, with null); the top_k of all windows, best first."""
+    answers, null_score = [], np.inf
+    for window in hf_windows(tokenizer, question, document, max_length, stride):
+        with torch.no_grad():
+            out = hf(input_ids=torch.tensor([window["input_ids"]]), bbox=torch.tensor([window["bbox"]]))
+        word_ids = window["word_ids"]
+        document_tokens = [t for t, s in enumerate(window["sequence_ids"]) if s == 1]
+        allowed = np.zeros(len(word_ids), bool)
+        allowed[document_tokens + [0]] = True  # + the cls token, which takes part in the softmax
+
+        def probabilities(logits):
+            logits = np.where(allowed, logits[0].numpy().astype(np.float64), -np.inf)
+            p = np.exp(logits - logits.max())
+            return p / p.sum()
+
+        p_start, p_end = probabilities(out.start_logits), probabilities(out.end_logits)
+        answers += [{"score": float(p_start[s] * p_end[e]),
+                     "answer": " ".join(document["words"][word_ids[s]:word_ids[e] + 1]),
+                     "start": word_ids[s], "end": word_ids[e], "boxes": document["boxes"][word_ids[s]:word_ids[e] + 1]}
+                    for s in document_tokens for e in document_tokens if s <= e < s + max_answer_len]
+        null_score = min(null_score, float(p_start[0] * p_end[0]))
     if null:
-        answers.append({"score": float(p_start[0] * p_end[0]), "answer": "", "start": 0, "end": 0, "boxes": []})
+        answers.append({"score": null_score, "answer": "", "start": 0, "end": 0, "boxes": []})
     return sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
 
 
@@ -188,9 +211,73 @@ def test_bad_questions(qa_setup):
         ours({**good, "question": ["What?"]})
     with pytest.raises(ValueError, match=r"inputs\[0\]\['boxes'\]: expected one box per word \(2\), got 1"):
         ours([{**good, "boxes": good["boxes"][:1]}])
-    with pytest.raises(ValueError, match=r"inputs: the document is \d+ tokens, more than the model's \d+ "
-                                         r"positions; split it into pages"):
-        ours({**good, "words": ["word"] * 600, "boxes": [[0, 0, 1, 1]] * 600})
     for option, value in (("top_k", 0), ("max_answer_len", 1.5), ("handle_impossible_answer", "yes")):
         with pytest.raises(ValueError, match=rf"{option}: expected"):
             ours(good, **{option: value})
+
+
+# ---------------------------------------------------------------------------- question answering: strided windows
+def test_long_documents_give_the_best_spans_of_all_windows(qa_setup):
+    """max_seq_len 32 (a question of a few tokens, windows overlapping by doc_stride 8): every window a row, the
+    spans of all windows ranked together, word indices of the whole document; then the defaults (the model's 62
+    tokens, doc_stride 31), a list mixing long and short documents (batch_size 2), and the null answer."""
+    ours, hf, tokenizer = qa_setup
+    item = {"question": QUESTIONS[0], **LONG}
+    windows = hf_windows(tokenizer, item["question"], LONG, 32, 8)
+    assert len(windows) >= 4
+    last_of_first = max(w for w in windows[0]["word_ids"][1:] if w is not None)
+    small = {"max_seq_len": 32, "doc_stride": 8}
+    for top_k in (1, 5):
+        result = ours(item, top_k=top_k, **small)
+        assert_same_answers(result, hf_best_spans(hf, tokenizer, item["question"], LONG, top_k, 15, max_length=32,
+                                                  stride=8))
+    assert any(a["start"] > last_of_first for a in ours(item, top_k=5, **small))  # answers past the first window
+    mixed = ours([item, {"question": QUESTIONS[1], **DOCUMENTS[1]}, {**item, "question": QUESTIONS[2]}], top_k=3)
+    for got, (question, document) in zip(mixed, [(QUESTIONS[0], LONG), (QUESTIONS[1], DOCUMENTS[1]),
+                                                 (QUESTIONS[2], LONG)]):
+        window = (62, 31) if document is LONG else (None, 0)
+        assert_same_answers(got, hf_best_spans(hf, tokenizer, question, document, 3, 15, max_length=window[0],
+                                               stride=window[1]))
+    # every one-token span of every window, + the null answer; a top_k past a window's spans also brings, as in
+    # transformers, score-0 pairs of its decode_spans (start after end): left out here
+    answers = ours(item, top_k=1000, max_answer_len=1, handle_impossible_answer=True, **small)
+    scored = [a for a in answers if a["score"] > 0]
+    assert all(a["score"] == 0.0 for a in answers[len(scored):])
+    assert_same_answers(scored, hf_best_spans(hf, tokenizer, item["question"], LONG, 1000, 1, null=True,
+                                              max_length=32, stride=8))
+    assert sum(a["answer"] == "" and a["start"] == a["end"] == 0 for a in scored) == 1
+
+
+def test_our_windows_are_transformers_windows(qa_setup):
+    ours, _, tokenizer = qa_setup
+    rows = ours.tokenizer.windows(QUESTIONS[0], LONG["words"], LONG["boxes"], max_length=32, stride=8)
+    theirs = hf_windows(tokenizer, QUESTIONS[0], LONG, 32, 8)
+    assert len(rows) == len(theirs)
+    for row, window in zip(rows, theirs):
+        assert row["input_ids"].tolist() == window["input_ids"]
+        assert row["bbox"].tolist() == window["bbox"]
+        assert row["attention_mask"].tolist() == [1] * len(window["input_ids"])
+        assert row["word_ids"].tolist() == [w if s == 1 else -1 for w, s in zip(window["word_ids"],
+                                                                                 window["sequence_ids"])]
+    with pytest.raises(ValueError, match=r"stride: the question and the special tokens take \d+ of max_length=16 "
+                                         r"tokens, leaving \d+ for the words of each window, not more than stride=12"):
+        ours.tokenizer.windows(QUESTIONS[0], LONG["words"], LONG["boxes"], max_length=16, stride=12)
+
+
+def test_bad_window_options(qa_setup):
+    ours, _, _ = qa_setup
+    item = {"question": QUESTIONS[0], **LONG}
+    for options, message in (
+            ({"max_seq_len": 32, "doc_stride": 32}, r"doc_stride: 32 must be smaller than max_seq_len \(32\)"),
+            ({"max_seq_len": 63}, r"max_seq_len: expected at most the model's 62 tokens, got 63"),
+            ({"max_seq_len": 0}, r"max_seq_len: expected an int >= 1, got 0"),
+            ({"doc_stride": -1}, r"doc_stride: expected an int >= 0, got -1"),
+            ({"doc_stride": 2.0}, r"doc_stride: expected an int >= 0, got 2.0"),
+            ({"max_question_len": 2}, r"inputs\['question'\]: the question is \d+ tokens, more than "
+                                      r"max_question_len=2"),
+            ({"max_seq_len": 16, "doc_stride": 12}, r"inputs: the question and the special tokens take \d+ of "
+                                                    r"max_seq_len=16 tokens, leaving \d+ for the words of each "
+                                                    r"window, not more than doc_stride=12 \(the overlap of windows\); "
+                                                    r"raise max_seq_len or lower doc_stride")):
+        with pytest.raises(ValueError, match=message):
+            ours(item, **options)
