@@ -4,19 +4,21 @@
 task is one module (pre-processing, the batched model call in bounded shapes, post-processing):
 
     base.py                 Pipeline: head check, options, one-vs-many inputs, batching of every input's rows
-    batching.py             padded batches of power-of-two shapes (few compiles whatever the input lengths)
+    batching.py             padded batches of bucketed shapes (few compiles whatever the input lengths)
+    stats.py                ``pipe.stats``: batches, padding, compiles, time
     scores.py               softmax / sigmoid as transformers' pipelines compute them
+    stop_strings.py         text-generation's stop strings, as transformers' StopStringCriteria
     jsonl.py                a pipeline over a JSON Lines file, resumable (``jaxzoo pipeline``)
     fill_mask.py            "fill-mask"
-    text_classification.py  "text-classification" (alias "sentiment-analysis")
-    feature_extraction.py   "feature-extraction"
+    text_classification.py  "text-classification" (alias "sentiment-analysis"; LiLT over words + boxes)
+    feature_extraction.py   "feature-extraction" (LiLT over words + boxes)
     zero_shot_classification.py  "zero-shot-classification" (one text x hypothesis row per candidate label)
     token_classification.py "token-classification" (alias "ner"), every aggregation strategy
     question_answering.py   "question-answering" (extractive; strided windows of long contexts, as transformers 4.57)
-    text_generation.py      "text-generation" (prompts batched left-padded into model.generate)
+    text_generation.py      "text-generation" (prompts left-padded into model.generate, continuous batching)
     text2text.py            "summarization", "text2text-generation" (LED; global attention on the first token)
     document.py             LiLT over words + boxes: "document-token-classification"
-                            and "document-question-answering" (extractive, word spans)
+                            and "document-question-answering" (extractive, word spans, strided windows)
 """
 
 from __future__ import annotations
