@@ -427,6 +427,12 @@ class XLMTokenizer(TokenizerBase):
         head = [self.bos_token_id] + a + [self.sep_token_id]
         return head if b is None else head + b + [self.sep_token_id]
 
+    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+                                         ) -> list[int]:
+        """transformers' name for the special tokens around ids: `<s> A </s>` or `<s> A </s> B </s>` (the
+        question-answering pipeline builds its windows from per-word token ids with it)."""
+        return self._join(list(token_ids_0), None if token_ids_1 is None else list(token_ids_1))
+
     def __call__(self, texts: str | list[str], text_pairs: str | list[str] | None = None, *,
                  lang: str | list[str] | None = None, pair_lang: str | list[str] | None = None,
                  add_special_tokens: bool = True, padding: str = "longest", padding_side: str | None = None,

@@ -7,15 +7,35 @@ gives {"score", "start", "end", "answer"} (character offsets into the context), 
 when top_k > 1 finds more than one; a list of inputs gives a list, except that a one-element list gives its
 element's result (4.57's rule).
 
-A context longer than one window is cut as 4.57's fast-tokenizer path does: the tokenizer's own truncation
-("only_second", or "only_first" when the tokenizer pads on the left and so puts the context first) with
-``max_seq_len`` and overflow stride ``doc_stride``; every window is one model row, and the spans of all windows
-compete (an answer text found in two windows adds its scores). Longformer's head puts global attention on the
-question tokens itself, as transformers' LongformerForQuestionAnswering.
+A tokenizer with character offsets (a `tokenizers` one: Longformer, LED, Llama) cuts a long context as 4.57's
+fast-tokenizer path does: the tokenizer's own truncation ("only_second", or "only_first" when the tokenizer pads on
+the left and so puts the context first) with ``max_seq_len`` and overflow stride ``doc_stride``; every window is
+one model row, and the spans of all windows compete (an answer text found in two windows adds its scores).
+Longformer's head puts global attention on the question tokens itself, as transformers'
+LongformerForQuestionAnswering.
 
-Not supported: tokenizers without offsets (XLM's, which 4.57 runs through the SQuAD feature converter of its slow
-tokenizers, a path that fails on most inputs in 4.57 itself), and XLMForQuestionAnswering's beam-search head,
-which 4.57's pipeline cannot read either.
+XLM's tokenizer has no offsets: its windows are 4.57's SQuAD features (common/pipelines/squad_features.py: the
+context split on whitespace, each word tokenized alone, ``doc_stride`` the step between windows,
+``max_question_len`` cuts the question, token types 0/1 as 4.57 gives the model), and answers are whole words
+with 4.57's start / end / text (see that module). ``align_to_words`` does nothing there, as in 4.57.
+
+- XLMForQuestionAnsweringSimple: 4.57's spans, P(start) * P(end) with the softmax over the window's context
+  tokens and its cls token (XLM's cls is ``</s>``: the separator after the question), best first, windows not
+  merged (the same words from two windows are two answers, as 4.57). An answer starts and ends on context tokens
+  that are not special (``<unk>`` neither): 4.57 means the same but lets a span start or end on the separator,
+  whose probability it keeps, and then fails with a KeyError on that span (most calls); here such spans are
+  never candidates, so the answers are 4.57's wherever 4.57 runs and the best legal spans where it fails. The
+  empty answer (handle_impossible_answer) scores P(start = 0) * P(end = 0) as 4.57, which is 0 for XLM (position
+  0 is ``<s>``, never an answer token).
+- XLMForQuestionAnswering (the SQuAD beam head; 4.57's pipeline loads such a checkpoint as
+  XLMForQuestionAnsweringSimple with a fresh random span layer, dropping the head): the head gets the windows'
+  p_mask and cls_index and returns start_n_top starts and, for each, end_n_top ends. A span (start beam, one of
+  its end beams) is an answer when both ends are answer tokens as above, end >= start and it has at most
+  max_answer_len tokens; its score is the product of the two beam probabilities, P(start) * P(end | start) (the
+  head's "log_probs" outputs are probabilities, as transformers'). The same span from two windows keeps its best
+  score (as XLNet/XLM's SQuAD post-processing keeps the first of a text). The empty answer scores
+  sigmoid(cls_logits), the head's probability that the window holds no answer, the smallest over the windows. An
+  input whose beams hold no legal span gives [] (or only the empty answer).
 """
 
 from __future__ import annotations
@@ -25,10 +45,18 @@ import threading
 import numpy as np
 
 from common.pipelines.base import Encoded, Pipeline
+from common.pipelines.batching import run_batched
+from common.pipelines.scores import sigmoid
+from common.pipelines.squad_features import ContextWords, squad_windows
 from common.tokenization import describe
 
 _LOCK = threading.Lock()  # for tokenizers without their own truncation lock
 INPUT = 'a {"question", "context"} dict'
+# What XLMForQuestionAnswering's beams give per row: [start_n_top], [start_n_top], [end_n_top * start_n_top] (flat
+# index j * start_n_top + i: end beam j of start beam i), the same, and [] (the "no answer" logit).
+BEAM_FIELDS = ("start_top_log_probs", "start_top_index", "end_top_log_probs", "end_top_index", "cls_logits")
+BEAM_HEADS = ("XLMForQuestionAnswering",)  # the SQuAD heads (XLNet's, in transformers), no start/end logits
+WORD_TOKENIZER_METHODS = ("tokenize", "convert_tokens_to_ids", "build_inputs_with_special_tokens")
 
 
 class QuestionAnswering(Pipeline):
@@ -41,15 +69,16 @@ class QuestionAnswering(Pipeline):
     input_description = INPUT
 
     def __init__(self, model, tokenizer, **kwargs):
-        if model.architecture == "XLMForQuestionAnswering":
-            raise ValueError("task 'question-answering' cannot run on a XLMForQuestionAnswering: its beam-search "
-                             "head gives no start/end logits (transformers' pipeline loads such a checkpoint as "
-                             "XLMForQuestionAnsweringSimple); use an XLMForQuestionAnsweringSimple checkpoint")
-        if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "_tokenizer"):
-            raise ValueError(f"task 'question-answering' needs a tokenizer with character offsets (a `tokenizers` "
-                             f"one); {type(tokenizer).__name__} has none (transformers 4.57 sends such tokenizers "
-                             f"through its SQuAD converter, which fails on most contexts)")
         super().__init__(model, tokenizer, **kwargs)
+        self.offsets = bool(getattr(tokenizer, "is_fast", False)) and hasattr(tokenizer, "_tokenizer")
+        self.beams = model.architecture in BEAM_HEADS
+        if self.offsets and self.beams:
+            raise ValueError(f"task 'question-answering': {model.architecture}'s beams are read on the SQuAD "
+                             f"features of XLM's own tokenizer, not on a {type(tokenizer).__name__}")
+        if not self.offsets:
+            check_word_tokenizer(tokenizer)
+        if self.beams:
+            self.output_fields, self.token_fields = BEAM_FIELDS, ()
 
     # ------------------------------------------------------------------------------------ inputs
     def __call__(self, *args, question=None, context=None, **options):
@@ -109,7 +138,8 @@ class QuestionAnswering(Pipeline):
         check_int("max_seq_len", opts["max_seq_len"], 2)
         if opts["doc_stride"] is None:
             opts["doc_stride"] = min(opts["max_seq_len"] // 2, 128)
-        check_int("doc_stride", opts["doc_stride"], 0)
+        # with offsets doc_stride is the windows' overlap; in SQuAD features the step from one window to the next
+        check_int("doc_stride", opts["doc_stride"], 0 if self.offsets else 1)
         if opts["doc_stride"] >= opts["max_seq_len"]:
             raise ValueError(f"doc_stride: {opts['doc_stride']} must be smaller than max_seq_len "
                              f"({opts['max_seq_len']}): windows overlap by doc_stride tokens")
@@ -118,19 +148,39 @@ class QuestionAnswering(Pipeline):
     # ------------------------------------------------------------------------------- windows
     def preprocess(self, item, where: str, opts: dict) -> Encoded:
         question, context = item
+        encoded = self.offset_rows(question, context, opts, where) if self.offsets else \
+            self.word_rows(question, context, opts, where)
+        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        for row in encoded.rows:
+            if limit is not None and len(row["input_ids"]) > limit:
+                raise ValueError(f"{where}: a window of {len(row['input_ids'])} tokens is longer than the model's "
+                                 f"{limit} positions; pass max_seq_len <= {limit}")
+        return encoded
+
+    def offset_rows(self, question: str, context: str, opts: dict, where: str) -> Encoded:
+        """A tokenizer with offsets: one row per window of its truncation, with 4.57's p_mask."""
         question_first = self.tokenizer.padding_side == "right"
         windows = self.windows(question, context, question_first, opts, where)
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
         rows, p_masks = [], []
         for enc in windows:
             ids = np.asarray(enc.ids, dtype=np.int32)
-            if limit is not None and len(ids) > limit:
-                raise ValueError(f"{where}: a window of {len(ids)} tokens is longer than the model's {limit} "
-                                 f"positions; pass max_seq_len <= {limit}")
             rows.append({"input_ids": ids, "attention_mask": np.asarray(enc.attention_mask, dtype=np.int32)})
             p_masks.append(self.p_mask(enc, ids, question_first))
         return Encoded(rows, {"windows": windows, "p_masks": p_masks, "context": context,
                               "question_first": question_first})
+
+    def word_rows(self, question: str, context: str, opts: dict, where: str) -> Encoded:
+        """A tokenizer without offsets (XLM's): one row per SQuAD window; the beam head also reads its p_mask
+        (its cls index is found in the batch, see ``run``)."""
+        words = ContextWords.split(context)
+        windows = squad_windows(self.tokenizer, question, words, max_seq_len=opts["max_seq_len"],
+                                doc_stride=opts["doc_stride"], max_question_len=opts["max_question_len"], where=where)
+        rows = []
+        for w in windows:
+            row = {"input_ids": w.input_ids, "attention_mask": np.ones_like(w.input_ids),
+                   "token_type_ids": w.token_type_ids}
+            rows.append({**row, "p_mask": w.p_mask} if self.beams else row)
+        return Encoded(rows, {"windows": windows, "words": words})
 
     def windows(self, question: str, context: str, question_first: bool, opts: dict, where: str) -> list:
         """The tokenizer's encodings of the pair, one per window (the first, then its overflow), as transformers'
@@ -174,8 +224,42 @@ class QuestionAnswering(Pipeline):
             mask[ids == cls] = 0
         return mask
 
+    # ------------------------------------------------------------------------------ the model
+    def pad_values(self) -> dict:
+        return {**super().pad_values(), "p_mask": 1}  # padding is never an answer token
+
+    def run(self, rows, min_length: int = 0, record: bool = True) -> list[dict]:
+        """The beam head also takes each row's cls index: the first cls token of its padded row (4.57's SQuAD
+        features' cls_index); without it the head would read the last position, a pad in a padded batch."""
+        if not self.beams:
+            return super().run(rows, min_length, record)
+        cls = self.tokenizer.cls_token_id
+
+        def call(arrays):
+            out = self.model(**arrays, cls_index=np.argmax(arrays["input_ids"] == cls, axis=1))
+            return {field: getattr(out, field) for field in self.output_fields}
+
+        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        return run_batched(call, rows, batch_size=self.rows_per_call(), pad_values=self.pad_values(),
+                           padding=self.padding, limit=limit, ladder=self.buckets,
+                           stats=self.stats if record else None, min_length=min_length)
+
     # --------------------------------------------------------------------------------- spans
     def postprocess(self, encoded: Encoded, outputs: list[dict], opts: dict):
+        if self.beams:
+            answers, null_score = beam_answers(encoded.meta, outputs, opts)
+        elif self.offsets:
+            answers, null_score = self.offset_answers(encoded, outputs, opts)
+        else:
+            answers, null_score = word_answers(encoded.meta, outputs, opts)
+        if opts["handle_impossible_answer"]:
+            answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
+        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:opts["top_k"]]
+        return answers[0] if len(answers) == 1 else answers
+
+    def offset_answers(self, encoded: Encoded, outputs: list[dict], opts: dict) -> tuple[list[dict], float]:
+        """4.57's fast-tokenizer answers: each window's best spans as characters (whole words when aligning), the
+        scores of one text (case-blind) summed over windows; and the null score."""
         meta = encoded.meta
         context = meta["context"]
         min_null_score = 1000000.0  # large and positive
@@ -198,10 +282,24 @@ class QuestionAnswering(Pipeline):
                     same["score"] += score.item()
                 else:
                     answers.append({"score": score.item(), "start": start, "end": end, "answer": text})
-        if opts["handle_impossible_answer"]:
-            answers.append({"score": min_null_score, "start": 0, "end": 0, "answer": ""})
-        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:opts["top_k"]]
-        return answers[0] if len(answers) == 1 else answers
+        return answers, min_null_score
+
+
+def check_word_tokenizer(tokenizer) -> None:
+    """A tokenizer without offsets serves through SQuAD features: it must tokenize word by word, put the question
+    first (pad on the right) and have a cls token."""
+    name = type(tokenizer).__name__
+    if not all(callable(getattr(tokenizer, m, None)) for m in WORD_TOKENIZER_METHODS):
+        raise ValueError(f"task 'question-answering' needs a tokenizer with character offsets (a `tokenizers` one) "
+                         f"or one that tokenizes word by word ({', '.join(WORD_TOKENIZER_METHODS)}), as XLM's; "
+                         f"{name} has neither")
+    if tokenizer.padding_side != "right":
+        raise ValueError(f"task 'question-answering': {name} has padding_side={tokenizer.padding_side!r}; its SQuAD "
+                         f"features put the question first, which needs padding_side='right' (4.57 misplaces the "
+                         f"answer tokens of a context put first)")
+    if getattr(tokenizer, "cls_token_id", None) is None:
+        raise ValueError(f"task 'question-answering': {name} has no cls_token; the SQuAD features keep it open as "
+                         f"the \"no answer\" token of every window")
 
 
 def check_int(name: str, value, smallest: int) -> None:
@@ -222,23 +320,24 @@ def char_span(enc, s: int, e: int, sequence_index: int, align_to_words: bool) ->
     return enc.offsets[s][0], enc.offsets[e][1]
 
 
+def span_probabilities(logits, allowed) -> np.ndarray:
+    """4.57's softmax of one window's start (or end) logits [T] over its allowed tokens [T] (the others at
+    -10000, so exactly 0 here), float32 [T], as from the torch logits 4.57 reads."""
+    x = np.where(allowed, np.asarray(logits, dtype=np.float32), np.float32(-10000.0))
+    x = np.exp(x - x.max(axis=-1, keepdims=True))
+    return x / x.sum()
+
+
 def select_starts_ends(start, end, p_mask, attention_mask, min_null_score, top_k, handle_impossible_answer,
                        max_answer_len):
-    """4.57's ``select_starts_ends`` on one window: probabilities of starts and ends over the allowed tokens
-    (float32, as the torch logits 4.57 reads), the null score at position 0, then the best spans."""
-    start = np.asarray(start, dtype=np.float32)[None]
-    end = np.asarray(end, dtype=np.float32)[None]
+    """4.57's ``select_starts_ends`` on one window: probabilities of starts and ends over the allowed tokens, the
+    null score at position 0, then the best spans."""
     # [1, T] as in 4.57, whose ``allowed.nonzero()`` below is a (rows, cols) pair: position 0 always passes
     allowed = np.abs(np.asarray(p_mask)[None] - 1)
     if attention_mask is not None:
         allowed = allowed & np.asarray(attention_mask)[None]
-    disallowed = allowed == 0.0
-    start = np.where(disallowed, -10000.0, start)
-    end = np.where(disallowed, -10000.0, end)
-    start = np.exp(start - start.max(axis=-1, keepdims=True))
-    start = start / start.sum()
-    end = np.exp(end - end.max(axis=-1, keepdims=True))
-    end = end / end.sum()
+    start = span_probabilities(np.asarray(start)[None], allowed != 0)
+    end = span_probabilities(np.asarray(end)[None], allowed != 0)
     if handle_impossible_answer:
         min_null_score = min(min_null_score, (start[0, 0] * end[0, 0]).item())
     start[0, 0] = end[0, 0] = 0.0  # the cls position is the null answer, never a span
@@ -263,3 +362,53 @@ def decode_spans(start, end, top_k: int, max_answer_len: int, allowed):
     desired = np.isin(starts, allowed.nonzero()) & np.isin(ends, allowed.nonzero())
     starts, ends = starts[desired], ends[desired]
     return starts, ends, candidates[0, starts, ends]
+
+
+# ------------------------------------------------------------------------------ SQuAD features' spans
+def word_answers(meta: dict, outputs: list[dict], opts: dict) -> tuple[list[dict], float]:
+    """XLMForQuestionAnsweringSimple on SQuAD windows: each window's top_k legal spans (``best_spans``) as words,
+    windows not merged (4.57's slow path); the null score P(start = 0) * P(end = 0), the smallest over windows."""
+    words: ContextWords = meta["words"]
+    answers, min_null_score = [], 1000000.0
+    for window, out in zip(meta["windows"], outputs):
+        allowed = window.p_mask == 0
+        start = span_probabilities(out["start_logits"], allowed)
+        end = span_probabilities(out["end_logits"], allowed)
+        min_null_score = min(min_null_score, (start[0] * end[0]).item())
+        for s, e, score in zip(*best_spans(start, end, window.answer_tokens, opts["top_k"], opts["max_answer_len"])):
+            answers.append(words.answer(window.word_of_token[s], window.word_of_token[e], score.item()))
+    return answers, min_null_score
+
+
+def best_spans(start: np.ndarray, end: np.ndarray, answer_tokens: np.ndarray, top_k: int, max_answer_len: int):
+    """The top_k spans (s, e) of one window by P(start = s) * P(end = e) (float32, [T] each), both ends answer
+    tokens ([T] bool), s <= e < s + max_answer_len: (starts, ends, scores), best first (ties: the earlier start,
+    then the earlier end)."""
+    scores = np.outer(start, end)
+    s, e = np.indices(scores.shape)
+    legal = answer_tokens[:, None] & answer_tokens[None, :] & (e >= s) & (e - s < max_answer_len)
+    s, e, scores = s[legal], e[legal], scores[legal]
+    best = np.argsort(-scores, kind="stable")[:top_k]
+    return s[best], e[best], scores[best]
+
+
+def beam_answers(meta: dict, outputs: list[dict], opts: dict) -> tuple[list[dict], float]:
+    """XLMForQuestionAnswering on SQuAD windows: every (start beam, one of its end beams) that is a legal span,
+    scored P(start) * P(end | start), one answer per span with its best score over the windows; the null score
+    sigmoid(cls_logits), the smallest over windows (module docstring)."""
+    words: ContextWords = meta["words"]
+    best: dict[tuple[int, int], dict] = {}
+    null_scores = []
+    for window, out in zip(meta["windows"], outputs):
+        legal, word_of_token = window.answer_tokens, window.word_of_token
+        n_starts = len(out["start_top_index"])
+        for flat, (e, p_end) in enumerate(zip(out["end_top_index"], out["end_top_log_probs"])):
+            s, p_start = out["start_top_index"][flat % n_starts], out["start_top_log_probs"][flat % n_starts]
+            if not (legal[s] and legal[e] and s <= e < s + opts["max_answer_len"]):
+                continue
+            answer = words.answer(word_of_token[s], word_of_token[e], (p_start * p_end).item())
+            key = (answer["start"], answer["end"])
+            if key not in best or answer["score"] > best[key]["score"]:
+                best[key] = answer
+        null_scores.append(sigmoid(np.float32(out["cls_logits"])).item())
+    return list(best.values()), min(null_scores)

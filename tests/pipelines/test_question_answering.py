@@ -115,13 +115,3 @@ def test_bad_inputs(setups):
     for run, message in cases:
         with pytest.raises(ValueError, match=message):
             run()
-
-
-@pytest.mark.parametrize("head, message", [
-    ("question_answering_simple", r"needs a tokenizer with character offsets"),
-    ("question_answering", r"cannot run on a XLMForQuestionAnswering: its beam-search head"),
-])
-def test_xlm_is_refused_clearly(tmp_path, head, message):
-    directory = checkpoint(tmp_path, "xlm", head)
-    with pytest.raises(ValueError, match=message):
-        ours_for(directory)
