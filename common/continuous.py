@@ -15,8 +15,9 @@ its end, every row is shifted back by the same number of slots (the oldest, whic
 order, so causal masks by slot still hold. Positions are each row's own, so a prompt's tokens equal those it gets
 alone (greedy; up to float rounding in near-ties).
 
-Sampling draws a prompt's token at step t from ``fold_in(fold_in(key, prompt index), t)``: the same prompt and
-seed give the same text whatever slot or neighbours it gets.
+Sampling draws a row's token at step t with common.generation's ``draw_key(key, row's stream, t)``, as static
+batching does: the same prompt, stream and seed give the same text whatever slot or neighbours it gets, and the
+same as without slots.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, select_tokens,
-                               with_context)
+from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, row_streams,
+                               select_row_tokens, with_context)
 
 
 def cache_axes(init_cache, config, dtype):
@@ -67,11 +68,12 @@ def shift_back(cache, n, slot_axes):
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
                                              "decoding_params", "slots", "encoder_context", "encoder_static"))
-def generate_continuous(params, input_ids, attention_mask, key, count, encoder_inputs=None, *, init_cache,
+def generate_continuous(params, input_ids, attention_mask, key, streams, count, encoder_inputs=None, *, init_cache,
                         cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
                         decoding_params=None, encoder_context=None, encoder_static=()):
     """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
-    prompts), of which the first ``count`` (traced, so that N can be a bucketed size) are generated;
+    prompts), of which the first ``count`` (traced, so that N can be a bucketed size) are generated; streams: [N]
+    each prompt's random stream (sampling);
     encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
     (with the static keyword arguments ``encoder_static``, (name, value) pairs) for each prompt as its slot is
     filled; its context's leaves are batch-first.
@@ -124,11 +126,9 @@ def generate_continuous(params, input_ids, attention_mask, key, count, encoder_i
 
     def pick(logits, seqs, made, prompt):
         """Each row's next token, with its own step count and its prompt's own random stream."""
-        def one(scores, seq, step, index):
-            scores = process_scores(scores[None], seq[None], p, step, settings)
-            return select_tokens(scores, settings, jax.random.fold_in(jax.random.fold_in(key, index), step))[0]
-
-        return jax.vmap(one)(logits, seqs, made, prompt)
+        scores = jax.vmap(lambda row, seq, step: process_scores(row[None], seq[None], p, step, settings)[0])(
+            logits, seqs, made)
+        return select_row_tokens(scores, settings, key, streams[prompt], made)
 
     def step(s):
         live = s["active"]
@@ -167,12 +167,13 @@ def generate_continuous(params, input_ids, attention_mask, key, count, encoder_i
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None, encoder_context=None,
-             encoder_inputs=None, encoder_static=()) -> np.ndarray:
+             encoder_inputs=None, encoder_static=(), streams=None) -> np.ndarray:
     """Host entry, as common.generation.generate (the same inputs and result, another schedule): prompts [N, P]
     (left-padded) -> [N * num_return_sequences, P + steps] int32, each row its prompt then its new tokens, pad
     after its end, cut after the longest row. An encoder-decoder gives its ``encoder_context`` hook, its encoder
     arrays ``encoder_inputs`` {name: [N, S]} and their static arguments ``encoder_static`` ((name, value) pairs)."""
     r = settings.num_return_sequences
+    streams = row_streams(streams, np.shape(input_ids)[0], r)
     ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
     if encoder_inputs is not None:
@@ -180,15 +181,16 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     n = len(ids)
     rows = 1 << max(n - 1, 0).bit_length()  # a power of two: calls with similar counts share one program
     if rows > n:  # filler prompts (copies of the last), never generated
-        ids, mask = (np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)]) for a in (ids, mask))
+        ids, mask, streams = (np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)])
+                              for a in (ids, mask, streams))
         if encoder_inputs is not None:
             encoder_inputs = {k: jnp.concatenate([v, jnp.repeat(v[-1:], rows - n, axis=0)])
                               for k, v in encoder_inputs.items()}
     tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
-                                         jnp.int32(n), encoder_inputs, init_cache=init_cache, cached_step=cached_step,
-                                         config=config, settings=settings, cache_dtype=cache_dtype, slots=slots,
-                                         decoding_params=decoding_params, encoder_context=encoder_context,
-                                         encoder_static=tuple(sorted(encoder_static)))
+                                         jnp.asarray(streams), jnp.int32(n), encoder_inputs, init_cache=init_cache,
+                                         cached_step=cached_step, config=config, settings=settings,
+                                         cache_dtype=cache_dtype, slots=slots, decoding_params=decoding_params,
+                                         encoder_context=encoder_context, encoder_static=tuple(sorted(encoder_static)))
     tokens, counts = np.asarray(tokens)[:n], np.asarray(counts)[:n]
     steps = int(np.max(counts))
     return np.concatenate([ids[:n], tokens[:, :steps]], axis=1)

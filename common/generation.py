@@ -127,6 +127,38 @@ def select_tokens(logits: jax.Array, s: GenerationConfig, key) -> jax.Array:
     return jax.random.categorical(key, warp_logits(logits, s), axis=-1).astype(jnp.int32)
 
 
+def draw_key(key, stream, step):
+    """The key of one row's draw at one step: every row has its own random stream (see :func:`row_streams`), so
+    what a row draws does not depend on the other rows of its batch, their number or its place among them."""
+    return jax.random.fold_in(jax.random.fold_in(key, stream), step)
+
+
+def select_row_tokens(logits: jax.Array, s: GenerationConfig, key, streams: jax.Array, steps) -> jax.Array:
+    """logits: [R, V]; streams: [R] int; steps: the step count, [R] or one for all rows -> next token ids [R],
+    each row's draw from its own stream at its own step (argmax when greedy)."""
+    if not s.do_sample:
+        return select_tokens(logits, s, key)
+    steps = jnp.broadcast_to(steps, streams.shape)
+    return jax.vmap(lambda row, stream, step: select_tokens(row[None], s, draw_key(key, stream, step))[0])(
+        logits, streams, steps)
+
+
+def row_streams(streams, prompts: int, returned: int) -> np.ndarray:
+    """Each generated row's random stream, [prompts * returned] int32: prompt i's j-th returned sequence gets
+    ``streams[i] * returned + j``. streams: one int >= 0 per prompt (None: 0 .. prompts - 1, the prompt's
+    index), so that a caller who splits one job over several calls can keep each prompt's draws."""
+    if streams is None:
+        streams = np.arange(prompts)
+    values = np.asarray(streams)
+    if values.shape != (prompts,) or values.dtype.kind not in "iu":
+        raise ValueError(f"streams: expected one int per prompt ({prompts}), got an array of shape {values.shape} "
+                         f"and dtype {values.dtype}")
+    if prompts and (values.min() < 0 or int(values.max()) * returned + returned > 2 ** 31):
+        raise ValueError(f"streams: expected ints in [0, {2 ** 31 // returned}), got {values.min()} .. "
+                         f"{values.max()}")
+    return (values.astype(np.int64)[:, None] * returned + np.arange(returned)).reshape(-1).astype(np.int32)
+
+
 def eos_array(s: GenerationConfig) -> jax.Array:
     """EOS ids as an int32 array ([-1], which no token equals, when EOS is off)."""
     return jnp.asarray(s.eos_token_ids or (-1,), jnp.int32)
@@ -211,9 +243,9 @@ def decode_step(params, config, cached_step, tokens, positions, cache, logits, r
 # ------------------------------------------------------------------------------- greedy / sample
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
                                              "decoding_params"))
-def generate_tokens(params, input_ids, attention_mask, key, context=None, *, init_cache, cached_step, config,
-                    settings: GenerationConfig, cache_dtype, decoding_params=None):
-    """input_ids, attention_mask: [B, T] (left-padded).
+def generate_tokens(params, input_ids, attention_mask, key, streams, context=None, *, init_cache, cached_step,
+                    config, settings: GenerationConfig, cache_dtype, decoding_params=None):
+    """input_ids, attention_mask: [B, T] (left-padded); streams: [B] each row's random stream (sampling).
     Returns (sequences [B, T + max_new_tokens]: prompt then new tokens, steps taken).
 
     Slots past ``T + steps`` are filler (pad) and are cut by the caller, so results equal HF's early stop.
@@ -227,41 +259,43 @@ def generate_tokens(params, input_ids, attention_mask, key, context=None, *, ini
                                       cached_step=cached_step, length=t + n, cache_dtype=cache_dtype)
 
     def body(state):
-        i, seqs, finished, logits, cache, last_pos, key = state
-        key, sub = jax.random.split(key)
-        nxt = select_tokens(process_scores(logits, seqs, t, i, settings), settings, sub)
+        i, seqs, finished, logits, cache, last_pos = state
+        nxt = select_row_tokens(process_scores(logits, seqs, t, i, settings), settings, key, streams, i)
         nxt = jnp.where(finished, pad, nxt)
         seqs = seqs.at[:, t + i].set(nxt)
         finished = finished | jnp.isin(nxt, eos)
         last_pos = last_pos + 1
         logits, cache = decode_step(params, config, cached_step, nxt, last_pos, cache, logits, i + 1 < n)
         # A loop's carry keeps its type (Explicit sharding included) from one iteration to the next.
-        return like((i + 1, seqs, finished, logits, cache, last_pos, key), state)
+        return like((i + 1, seqs, finished, logits, cache, last_pos), state)
 
     def cond(state):
         i, _, finished = state[:3]
         return (i < n) & ~jnp.all(finished)
 
     seqs = jnp.concatenate([input_ids.astype(jnp.int32), jnp.full((b, n), pad, jnp.int32)], axis=1)
-    state = (jnp.int32(0), seqs, jnp.zeros((b,), bool), logits, cache, last_pos, key)
+    state = (jnp.int32(0), seqs, jnp.zeros((b,), bool), logits, cache, last_pos)
     steps, seqs = jax.lax.while_loop(cond, body, state)[:2]
     return seqs, steps
 
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              seed: int = 0, cache_dtype=jnp.float32, context=None, reorder_cache=None,
-             decoding_params=None) -> np.ndarray:
+             decoding_params=None, streams=None) -> np.ndarray:
     """Host entry for greedy / sampling: prompt + generated tokens, [B * num_return_sequences, T + steps]
     int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order),
-    and so are the rows of ``context``, through ``reorder_cache`` (which must accept the context's entries)."""
+    and so are the rows of ``context``, through ``reorder_cache`` (which must accept the context's entries).
+    Sampling draws row r's token at step t with ``draw_key(PRNGKey(seed), row_streams(streams, ...)[r], t)``,
+    as common.continuous does."""
     r = settings.num_return_sequences
+    rows = row_streams(streams, np.shape(input_ids)[0], r)
     ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
     if context is not None and r > 1:
         context = reorder_cache(context, jnp.repeat(jnp.arange(ids.shape[0] // r), r))
     seqs, steps = generate_tokens(
-        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), context, init_cache=init_cache,
-        cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
+        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), jnp.asarray(rows), context,
+        init_cache=init_cache, cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
         decoding_params=decoding_params,
     )
     return np.asarray(seqs)[:, :ids.shape[1] + int(steps)]

@@ -107,7 +107,7 @@ class Model:
                  length_penalty: float | None = None, early_stopping: bool | str | None = None,
                  forced_bos_token_id: int | None = None, forced_eos_token_id: int | list[int] | None = None,
                  decoder_start_token_id: int | None = None, seed: int = 0, slots: int | None = None,
-                 **encoder_inputs) -> np.ndarray:
+                 streams=None, **encoder_inputs) -> np.ndarray:
         """HF-style ``generate``: returns the prompt followed by the new tokens,
         [batch * num_return_sequences, prompt + new] int32. For an encoder-decoder head (LED) ``input_ids`` /
         ``attention_mask`` (and ``encoder_inputs`` such as ``global_attention_mask``) are the encoder's, which
@@ -126,7 +126,12 @@ class Model:
         ``slots=k`` (greedy or sampling, decoder-only heads) decodes the rows by continuous batching
         (common.continuous): k rows at a time, each finished row's slot refilled with the next waiting prompt at
         once, all in one compiled loop; the same result as without (greedy), faster when rows stop at different
-        steps. Sampling then draws each row's tokens from its own stream (seed, row index, step).
+        steps.
+
+        Sampling draws each row's tokens from its own random stream, with or without slots: the j-th returned
+        sequence of prompt i from (seed, ``streams[i] * num_return_sequences + j``, step). ``streams`` (one
+        int >= 0 per prompt; default the prompt's index) lets a caller keep a prompt's draws when it batches
+        prompts differently (the text-generation pipeline passes each prompt's index in its call).
         """
         hooks = self._generation
         if hooks is None:
@@ -209,16 +214,18 @@ class Model:
                      decoding_params=hooks.decoding_params)
         if slots is not None:
             return self._generate_continuous(ids, mask, settings, slots, seed, dtype,
-                                             encoder_arrays if seq2seq else None, steps)
+                                             encoder_arrays if seq2seq else None, steps, streams)
         context = self._encoder_context(encoder_arrays) if seq2seq else None
         with self._mesh_context():
             if settings.num_beams > 1:
                 return beam_search(self.params, cfg, ids, mask.astype(np.int32), reorder_cache=hooks.reorder_cache,
                                    settings=settings, cache_dtype=dtype, context=context, **steps)
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
-                            cache_dtype=dtype, context=context, reorder_cache=hooks.reorder_cache, **steps)
+                            cache_dtype=dtype, context=context, reorder_cache=hooks.reorder_cache, streams=streams,
+                            **steps)
 
-    def _generate_continuous(self, ids, mask, settings, slots, seed, dtype, encoder_arrays, steps) -> np.ndarray:
+    def _generate_continuous(self, ids, mask, settings, slots, seed, dtype, encoder_arrays, steps,
+                             streams) -> np.ndarray:
         """``generate(..., slots=k)``: continuous batching (common.continuous)."""
         if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1:
             raise ValueError(f"slots = {slots!r} is invalid: expected an integer >= 1 (rows decoded at a time)")
@@ -233,7 +240,8 @@ class Model:
             encoder = dict(encoder_context=self._generation.encoder_context, encoder_inputs=arrays,
                            encoder_static=static)
         return continuous.generate(self.params, self.config, ids, mask.astype(np.int32), settings=settings,
-                                   slots=int(slots), seed=seed, cache_dtype=dtype, **steps, **encoder)
+                                   slots=int(slots), seed=seed, cache_dtype=dtype, streams=streams, **steps,
+                                   **encoder)
 
     def _encoder_context(self, arrays: dict):
         """Run the head's ``encoder_context`` once on the validated encoder inputs."""

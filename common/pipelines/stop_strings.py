@@ -86,12 +86,19 @@ def stops_as_matched(stops: Sequence[str], table: dict) -> list:
 
 def first_stop(ids: Sequence[int], start: int, stops: list, table: dict) -> int | None:
     """The position (index into ``ids``, >= start) of the first token inside whose text a stop string ends, or
-    None. ids: the prompt then the new tokens; start: where the new tokens begin."""
+    None. ids: the prompt then the new tokens; start: where the new tokens begin. An id the table lacks (past
+    the tokenizer's vocabulary) matches nothing, so no stop string runs over it (as transformers' -1 rows)."""
     window = max(len(s) for s in stops)
     empty = stops[0][:0]
     for k in range(start, len(ids)):
-        last = table.get(int(ids[k]), empty)
-        text = empty.join(table.get(int(t), empty) for t in ids[max(0, k + 1 - window):k + 1])
+        pieces = []  # the texts of the tokens that end at k, back to the window's start or an unknown id
+        for t in reversed(ids[max(0, k + 1 - window):k + 1]):
+            if int(t) not in table:
+                break
+            pieces.append(table[int(t)])
+        if not pieces:
+            continue
+        last, text = pieces[0], empty.join(reversed(pieces))
         for end in range(len(text) - len(last) + 1, len(text) + 1):  # the stop string's end inside the token
             if any(end >= len(stop) and text[end - len(stop):end] == stop for stop in stops):
                 return k

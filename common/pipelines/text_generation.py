@@ -9,14 +9,21 @@ Prompts of different lengths are left-padded to bucketed lengths (common.pipelin
 generated together; the model's generate masks the padding and counts positions from each row's first real token,
 so every prompt gets the tokens it gets alone. Greedy and sampled prompts of one padded length go through one
 continuous-batching loop of batch_size slots (``model.generate(..., slots=)``, where the model supports it: Llama;
-a finished row's slot takes the next prompt at once; sampled draws then do not depend on batch_size); our option
-``continuous=False``, beam search and XLM run in static batches. The early stop transformers makes per prompt (when
-every returned sequence of that prompt has met EOS) is restored by cutting each prompt's group after its longest
-sequence.
+a finished row's slot takes the next prompt at once); our option ``continuous=False``, beam search and XLM run in
+static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
+EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
 
-Stop strings (``stop_sequence``, or generate's ``stop_strings``; transformers' ``tokenizer=`` is accepted and not
-needed) stop a row after the token inside which one ends, as transformers' StopStringCriteria
-(common.pipelines.stop_strings); greedy and sampling only.
+Stop strings (``stop_sequence``, else generate's ``stop_strings``, else generation_config.json's; transformers'
+``tokenizer=`` is accepted and not needed) stop a row after the token inside which one ends (the stop string stays
+in the text), as transformers' StopStringCriteria (common.pipelines.stop_strings): a stop string the prompt holds
+stops nothing, one a new token completes (or completes and runs past) does. A row's tokens up to its stop do not
+depend on whether it stops, so rows are cut after generation; as transformers, a stopped row of a prompt whose other
+returned sequences go on is padded when an EOS is set, and keeps its own later tokens when EOS is off
+(``eos_token_id=None``). Greedy search and sampling only: beam search would finish other hypotheses, and
+``num_beams`` > 1 with stop strings is refused.
+
+Sampling draws each prompt's tokens from its own random stream (the seed and the prompt's index in the call), so a
+prompt's samples do not depend on batch_size, continuous batching or the lengths of the other prompts.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ class TextGeneration(Pipeline):
     options = {"max_new_tokens": UNSET, "do_sample": UNSET, "temperature": UNSET, "eos_token_id": UNSET,
                "pad_token_id": UNSET, **{name: UNSET for name in GENERATE_OPTIONS},
                "return_full_text": None, "return_text": None, "return_tensors": None, "prefix": "",
-               "add_special_tokens": True, "skip_special_tokens": True, "stop_sequence": None, "stop_strings": None,
+               "add_special_tokens": True, "skip_special_tokens": True, "stop_sequence": None, "stop_strings": UNSET,
                "tokenizer": None,  # what transformers' generate needs with stop_strings; ours has its own
                "seed": 0,  # sampling's random stream (ours is JAX's: it cannot equal torch's)
                "continuous": True}  # ours: continuous batching for greedy / sampling (False: static batches)
@@ -65,10 +72,14 @@ class TextGeneration(Pipeline):
         return opts
 
     def stop_strings(self, opts: dict) -> list | None:
-        """The call's stop strings (``stop_sequence`` wins over ``stop_strings``, as transformers), in the unit
-        the tokenizer's texts are matched in; None when there are none."""
-        name = "stop_sequence" if opts["stop_sequence"] is not None else "stop_strings"
-        stops = opts[name]
+        """The call's stop strings (``stop_sequence`` wins over ``stop_strings``, as transformers; without either,
+        generation_config.json's), in the unit the tokenizer's texts are matched in; None when there are none."""
+        if opts["stop_sequence"] is not None:
+            name, stops = "stop_sequence", opts["stop_sequence"]
+        elif opts["stop_strings"] is not UNSET:
+            name, stops = "stop_strings", opts["stop_strings"]
+        else:
+            name, stops = "generation_config.json's stop_strings", self.model.generation_config.get("stop_strings")
         if stops is None:
             return None
         stops = [stops] if isinstance(stops, str) else stops
@@ -76,7 +87,8 @@ class TextGeneration(Pipeline):
             raise ValueError(f"{name}: expected a non-empty str or a non-empty list of them, got {describe(stops)}")
         if self.beams(opts["generate"]) > 1:
             raise ValueError(f"{name}: stop strings are supported with greedy search and sampling, not with "
-                             f"num_beams={self.beams(opts['generate'])}")
+                             f"num_beams={self.beams(opts['generate'])}"
+                             + ("" if name in opts else " (stop_strings=None drops the file's)"))
         if self._token_texts is None:
             self._token_texts = token_texts(self.tokenizer)
         return stops_as_matched(list(stops), self._token_texts)
@@ -108,8 +120,10 @@ class TextGeneration(Pipeline):
 
         sample = bool(pick("do_sample"))
         settings = {name: given.get(name) for name in GENERATE_OPTIONS}
+        # eos_token_id=None switches EOS off, as in transformers' generate ([] in model.generate)
+        eos = given.get("eos_token_id", UNSET)
         settings.update(do_sample=sample, temperature=pick("temperature") if sample else None,
-                        eos_token_id=given.get("eos_token_id"), seed=opts["seed"])
+                        eos_token_id=None if eos is UNSET else ([] if eos is None else eos), seed=opts["seed"])
         new = (given.get("max_new_tokens") if "max_length" in saved and "max_new_tokens" not in saved
                else pick("max_new_tokens"))
         if new is not None and (isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1):
@@ -186,29 +200,33 @@ class TextGeneration(Pipeline):
         results: list = [None] * len(encoded)
         for chunk in chunks:
             prompts = [encoded[i].rows[0]["input_ids"] for i in chunk]
-            for i, group in zip(chunk, self.generate_batch(prompts, keys[chunk[0]][0], opts, continuous)):
+            for i, group in zip(chunk, self.generate_batch(prompts, chunk, keys[chunk[0]][0], opts, continuous)):
                 results[i] = group
         return results
 
-    def generate_batch(self, prompts: list[np.ndarray], new: int, opts: dict,
+    def generate_batch(self, prompts: list[np.ndarray], indices: list[int], new: int, opts: dict,
                        continuous: bool) -> list[list[np.ndarray]]:
         """One generate call over left-padded prompts of a bucketed length: every prompt through batch_size slots
         (continuous batching: the prompt count bucketed by model.generate), or one batch whose row count is a
-        power of two (filled with copies of the last prompt), so that any traffic compiles few programs."""
+        power of two (filled with copies of the last prompt), so that any traffic compiles few programs.
+        indices: the prompts' places in the call, their random streams when sampling."""
         settings = opts["generate"]
         limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
         lengths = [len(p) for p in prompts]
         length = padded_length(max(lengths), None if limit is None else max(limit - new, 1), self.buckets)
-        rows = prompts if continuous else \
-            prompts + [prompts[-1]] * (bucket(len(prompts), self.batch_size, smallest=1) - len(prompts))
+        filler = 0 if continuous else bucket(len(prompts), self.batch_size, smallest=1) - len(prompts)
+        rows, streams = prompts + [prompts[-1]] * filler, list(indices) + [indices[-1]] * filler
         self.stats.record_batch(lengths, len(rows), length)
         ids = pad_rows(rows, length, "left", self.pad_values()["input_ids"])
         mask = pad_rows([np.ones(len(p), np.int32) for p in rows], length, "left", 0)
         slots = {"slots": self.batch_size} if continuous else {}
-        out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new}, **slots)
+        out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new}, **slots,
+                                  streams=np.asarray(streams))
         per_prompt = out.shape[0] // len(rows)
         eos = eos_ids(self.model, settings["eos_token_id"])
-        stops = None if opts["stops"] is None else (opts["stops"], self._token_texts, self.fill_token(settings))
+        # transformers pads a finished row only when an EOS is set; without, a stopped row runs on with the others
+        fill = self.fill_token(settings) if eos else None
+        stops = None if opts["stops"] is None else (opts["stops"], self._token_texts, fill)
         return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos, stops)
                 for r, p in enumerate(prompts)]
 
@@ -238,7 +256,8 @@ def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | No
     """One prompt's sequences [n, prompt + steps] cut where transformers' one-prompt run stops: after the longest
     of them, each ending at its first EOS among the new tokens (the rest of a batch may have run on) or, with
     ``stops`` (the stop strings, the token texts they are matched in, the token generation fills a finished row
-    with), after the token that ends a stop string, its later tokens replaced by that fill."""
+    with, None when EOS is off), after the token that ends a stop string, its later tokens replaced by that fill
+    (kept as generated when there is none)."""
     ends = []
     group = group if stops is None else np.array(group)  # a copy: its rows are cut in place below
     for seq in group:
@@ -249,7 +268,8 @@ def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | No
             stop = first_stop(seq[:end], prompt_length, strings, texts)
             if stop is not None and stop + 1 < end:
                 end = stop + 1
-                seq[end:] = fill
+                if fill is not None:
+                    seq[end:] = fill
         ends.append(end)
     return list(group[:, :max(ends)])
 

@@ -9,10 +9,16 @@ generation setting compiles once.
 
 from __future__ import annotations
 
+import json
+import random
+import shutil
+
 import pytest
+import torch
+from transformers.generation.stopping_criteria import StopStringCriteria
 
 import conversion
-from common.pipelines.stop_strings import token_texts
+from common.pipelines.stop_strings import first_stop, stops_as_matched, token_texts
 from common.pipelines.text_generation import TextGeneration
 from tests.pipelines.checkpoints import checkpoint
 from tests.pipelines.oracle import assert_same_result, hf_pipeline
@@ -25,7 +31,8 @@ OVERRIDES = {"llama": {"bos_token_id": VOCAB - 2, "eos_token_id": VOCAB - 1}, "x
 PROMPTS = ["If the", "The", "", "A list of"]  # 1 to 8 tokens in both tokenizers, all different lengths
 NEW = 4
 GREEDY = {"do_sample": False, "max_new_tokens": NEW}
-LONGER = {"do_sample": False, "max_new_tokens": 2 * NEW, "eos_token_id": None}  # room to stop early
+LONGER = {"do_sample": False, "max_new_tokens": 2 * NEW, "eos_token_id": None}  # room to stop early (EOS off)
+SAMPLE = {"max_new_tokens": NEW, "do_sample": True, "seed": 3}
 # transformers 5.24's XLM generate with its default cache feeds the cache *and* the whole prefix at every step and
 # drifts from the second new token on (a regression: see tests/xlm/test_xlm_generate.py); without the cache it
 # runs XLM's own scheme (the prefix plus a mask token each step), which ours follows.
@@ -104,17 +111,45 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(setups):
     assert ours(PROMPTS, **{**settings, "do_sample": True}, top_k=1, seed=5) == ours(PROMPTS, **settings)
 
 
+def printable_texts(tokenizer) -> dict:
+    """id -> the token's text as stop strings are matched, where it is whole printable characters (the tiny models
+    emit many raw bytes)."""
+    out = {}
+    for i, text in token_texts(tokenizer).items():
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        if text and text.isprintable() and "\ufffd" not in text:
+            out[i] = text
+    return out
+
+
+def split_characters(rows, table) -> tuple:
+    """The characters whose UTF-8 bytes two consecutive tokens of ``rows`` share (byte-level tables: the tiny
+    Llama emits raw bytes), as stop strings over two tokens that no token's text holds."""
+    found = []
+    for row in rows:
+        for a, b in zip(row, row[1:]):
+            if isinstance(table[a], bytes) and table[a] and table[b]:
+                try:
+                    table[a].decode("utf-8")
+                except UnicodeDecodeError:
+                    try:
+                        found.append((table[a] + table[b]).decode("utf-8"))
+                    except UnicodeDecodeError:
+                        pass
+    return tuple(found)
+
+
 @pytest.mark.parametrize("family", sorted(HEADS))
 def test_stop_strings_equal_transformers(setups, family):
-    """Stop strings taken from transformers' own continuations (a generated token's text, and one running over
-    two tokens' texts), so that rows stop mid-generation at different steps."""
+    """Stop strings taken from transformers' own continuations (a generated token's text, a proper suffix of one, a
+    proper prefix of one (the stop string ends inside the token), one running over two tokens' texts and, for
+    Llama's bytes, a character split over two tokens), so that rows stop mid-generation at different steps."""
     _, ours, hf, _ = setups[family]
     free = hf(PROMPTS, **LONGER, return_tensors=True, **HF_EXTRA[family])
-    texts = token_texts(ours.tokenizer)
+    texts = printable_texts(ours.tokenizer)
 
-    def printable(i):  # a token's text when it is whole characters (the tiny model emits many raw bytes)
-        text = texts[i].decode("utf-8", "replace") if isinstance(texts[i], bytes) else texts[i]
-        return text if text and text.isprintable() and "\ufffd" not in text else None
+    def printable(i):
+        return texts.get(i)
 
     def letters(i):
         return printable(i) if printable(i) and printable(i).strip().isalpha() else None
@@ -122,12 +157,16 @@ def test_stop_strings_equal_transformers(setups, family):
     starts = [len(ours.tokenizer(p)["input_ids"][0]) for p in PROMPTS]
     new = [r[0]["generated_token_ids"][n:] for r, n in zip(free, starts)]
     one = next(letters(t).strip() for row in new for t in row[1:] if letters(t))
+    long = [printable(t) for row in new for t in row[:-1] if printable(t) and len(printable(t)) >= 2]
+    assert long, new
+    suffix, inside = long[0][1:], long[-1][:-1]  # the token's text less its first / last character
     # the last character of one token and the whole text of the next: a stop string over two tokens
     two = next(printable(a)[-1] + letters(b) for row in new for a, b in zip(row, row[1:])
                if printable(a) and letters(b))
-    stopped = compare(setups[family], family, PROMPTS, **LONGER, stop_sequence=one, return_tensors=True)
-    cut = [len(r[0]["generated_token_ids"]) < len(f[0]["generated_token_ids"]) for r, f in zip(stopped, free)]
-    assert any(cut), (one, new)  # a row stopped early
+    for stop in (one, suffix, inside) + split_characters(new, token_texts(ours.tokenizer))[:1]:
+        stopped = compare(setups[family], family, PROMPTS, **LONGER, stop_sequence=stop, return_tensors=True)
+        cut = [len(r[0]["generated_token_ids"]) < len(f[0]["generated_token_ids"]) for r, f in zip(stopped, free)]
+        assert any(cut), (stop, new)  # a row stopped early
     # generate's stop_strings: transformers needs its tokenizer passed along, ours takes it as given or not
     theirs = hf(PROMPTS, **LONGER, stop_strings=[two, "never seen"], tokenizer=hf.tokenizer, **HF_EXTRA[family])
     assert_same_result(ours(PROMPTS, **LONGER, stop_strings=[two, "never seen"]), theirs)
@@ -137,21 +176,130 @@ def test_stop_strings_equal_transformers(setups, family):
     compare(setups[family], family, PROMPTS[3], **LONGER, stop_sequence=PROMPTS[3])  # the prompt's own text
 
 
+def test_stop_string_rule_equals_transformers_criteria(setups):
+    """Our token texts equal those transformers' StopStringCriteria matches on, and the first stop our rule finds
+    is the first step at which the criteria (called as generate calls it, after each new token) says stop, for
+    stop strings made of token texts, their suffixes and prefixes, over sequences rich in their tokens and in ids
+    past the vocabulary."""
+    rng = random.Random(0)
+    for family in sorted(HEADS):
+        _, ours, hf, _ = setups[family]
+        mode = StopStringCriteria._get_stop_string_matching_mode(hf.tokenizer)
+        theirs = dict(zip(*reversed(StopStringCriteria.clean_tokenizer_vocab(hf.tokenizer,
+                                                                            stop_string_matching_mode=mode))))
+        table = token_texts(ours.tokenizer)
+        assert table == theirs
+        texts = printable_texts(ours.tokenizer)
+        words = sorted(t for t in texts.values() if len(t) >= 2)
+        hits = 0
+        for _ in range(40):
+            a, b = rng.sample(words, 2)
+            stops = [a[rng.randrange(len(a)):] + b[:rng.randrange(1, len(b) + 1)], a[1:], b[:-1]][:rng.randrange(1, 4)]
+            pool = [i for i, t in texts.items() if any(t in x or x in t for x in stops)] or list(texts)
+            ids = [rng.choice(pool) if rng.random() < 0.7 else rng.randrange(VOCAB + 3) for _ in range(10)]
+            start = rng.randrange(5)
+            criteria = StopStringCriteria(hf.tokenizer, stops)
+            expected = next((k for k in range(start, len(ids)) if criteria(torch.tensor([ids[:k + 1]]), None)[0]),
+                            None)
+            assert first_stop(ids, start, stops_as_matched(stops, table), table) == expected, (stops, ids, start)
+            hits += expected is not None
+        assert 10 < hits < 40, hits
+        # an id past the vocabulary has no text: a stop string does not run over it
+        a, b = (next(i for i, t in texts.items() if t == w) for w in words[:2])
+        ids, stop = [a, VOCAB + 2, b], stops_as_matched([words[0] + words[1]], table)
+        assert first_stop(ids, 1, stop, table) is None
+        assert first_stop([a, b], 1, stop, table) == 1
+
+
+def test_stop_strings_and_eos_from_generation_config(setups, tmp_path):
+    """generation_config.json's stop_strings apply when the call gives none (transformers applies them when its
+    generate gets the tokenizer); the call's stop_strings=None switches them off and eos_token_id=None the file's
+    EOS, as there."""
+    directory, ours, _, settings = setups["llama"]
+    texts = printable_texts(ours.tokenizer)
+    free = ours(PROMPTS, **LONGER, return_tensors=True)
+    new = [r[0]["generated_token_ids"][len(ours.tokenizer(p)["input_ids"][0]):] for r, p in zip(free, PROMPTS)]
+    stop = next(texts[t] for row in new[1:] for t in row[1:] if t in texts)
+    saved = shutil.copytree(directory, tmp_path / "saved")
+    config = json.loads((saved / "generation_config.json").read_text())
+    config.update(stop_strings=[stop], eos_token_id=settings["eos_token_id"])  # greedy()'s EOS: emitted mid-way
+    (saved / "generation_config.json").write_text(json.dumps(config))
+    model = conversion.from_pretrained(saved, progress=False)
+    pipe = TextGeneration(model, model.spec.family.load_tokenizer(saved), batch_size=2)
+    hf = hf_pipeline("text-generation", str(saved))
+    for call in ({}, {"eos_token_id": None}, {"stop_strings": None}):
+        kwargs = {"do_sample": False, "max_new_tokens": 2 * NEW, "return_tensors": True, **call}
+        theirs = hf(PROMPTS, **kwargs, tokenizer=hf.tokenizer)
+        assert_same_result(pipe(PROMPTS, **kwargs), theirs, str(call))
+        assert theirs != free
+    with pytest.raises(ValueError, match=r"generation_config.json's stop_strings: stop strings are supported with "
+                                         r"greedy search and sampling, not with num_beams=2 \(stop_strings=None"):
+        pipe(PROMPTS, do_sample=False, num_beams=2)
+
+
+def test_a_stopped_row_is_padded_with_an_eos_and_runs_on_without(setups):
+    """num_return_sequences=2: a row that meets a stop string while the other row of its prompt goes on gets the
+    pad token after it when an EOS is set and keeps its own later tokens when EOS is off, as transformers (which
+    pads finished rows only when it has an EOS criterion); up to its stop, it is what it is without stop strings."""
+    _, ours, _, _ = setups["llama"]
+    texts = printable_texts(ours.tokenizer)
+    sample = {**SAMPLE, "num_return_sequences": 2, "return_tensors": True}
+    free = ours(PROMPTS, **sample)  # the checkpoint's EOS (VOCAB - 1), which the tiny model does not emit
+    assert all(VOCAB - 1 not in x["generated_token_ids"] for r in free for x in r)
+    starts = [len(ours.tokenizer(p)["input_ids"][0]) for p in PROMPTS]
+    stop = next(texts[t] for r, n in zip(free, starts) for t in r[0]["generated_token_ids"][n:-1] if t in texts)
+    padded, running = ours(PROMPTS, **sample, stop_sequence=stop), ours(PROMPTS, **sample, eos_token_id=None,
+                                                                        stop_sequence=stop)
+    assert running == [[{"generated_token_ids": x["generated_token_ids"][:len(y["generated_token_ids"])]}
+                        for x, y in zip(f, p)] for f, p in zip(free, padded)]
+    filled = 0
+    for group, kept in zip(padded, running):
+        for row, whole in zip(group, kept):
+            row, whole = row["generated_token_ids"], whole["generated_token_ids"]
+            end = next((k for k in range(len(row)) if row[k:] == [VOCAB - 1] * (len(row) - k)), len(row))
+            assert row[:end] == whole[:end]
+            filled += end < len(row)
+    assert filled, (stop, padded)
+
+
 def test_continuous_batching_gives_static_batchings_texts_and_draws_per_prompt(setups):
     """Llama's prompts go through two slots, refilled as rows end (the default); static batches give the same
-    texts, and sampled draws do not depend on the slot count."""
+    texts, and sampled draws do not depend on the slot count or on continuous batching."""
     _, ours, _, settings = setups["llama"]
     assert ours(PROMPTS, **settings, continuous=False) == ours(PROMPTS, **settings)
-    sample = dict(max_new_tokens=NEW, do_sample=True, seed=3)
     one_slot = TextGeneration(ours.model, ours.tokenizer, batch_size=1)
-    assert one_slot(PROMPTS, **sample) == ours(PROMPTS, **sample)
+    assert one_slot(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE, continuous=False)
+
+
+def test_sampled_draws_do_not_depend_on_the_batch(setups):
+    """XLM's static batches: each prompt draws from its own stream (the seed and its index in the call), so
+    batch_size 1 and 2 give the same samples, and another seed others."""
+    _, ours, _, _ = setups["xlm"]
+    alone = TextGeneration(ours.model, ours.tokenizer, batch_size=1)
+    samples = ours(PROMPTS, **SAMPLE)
+    assert alone(PROMPTS, **SAMPLE) == samples
+    assert ours(PROMPTS, **{**SAMPLE, "seed": 4}) != samples
+
+
+def test_bad_streams(setups):
+    """model.generate's streams (what the pipeline passes: each prompt's random stream) are checked, with or
+    without slots."""
+    model = setups["llama"][1].model
+    ids = [[5, 6], [7, 8]]
+    for slots in (None, 2):
+        for bad, match in (([0], r"one int per prompt \(2\), got an array of shape \(1,\)"),
+                           ([0.0, 1.0], "one int per prompt .* dtype float64"),
+                           ([0, -1], r"ints in \[0, 2147483648\), got -1 .. 0")):
+            with pytest.raises(ValueError, match=f"streams: expected {match}"):
+                model.generate(ids, max_new_tokens=2, do_sample=True, slots=slots, streams=bad)
 
 
 def test_bad_stop_strings(setups):
     _, ours, _, _ = setups["llama"]
-    for bad in ("", [], [""], ["a", 3], 3):
-        with pytest.raises(ValueError, match="stop_sequence: expected a non-empty str or a non-empty list"):
-            ours("Hi", **GREEDY, stop_sequence=bad)
+    for name in ("stop_sequence", "stop_strings"):
+        for bad in ("", [], [""], ["a", 3], 3, b"x"):
+            with pytest.raises(ValueError, match=f"{name}: expected a non-empty str or a non-empty list"):
+                ours("Hi", **GREEDY, **{name: bad})
     with pytest.raises(ValueError, match="stop_strings: stop strings are supported with greedy search and "
                                          "sampling, not with num_beams=2"):
         ours("Hi", **GREEDY, num_beams=2, stop_strings="x")
