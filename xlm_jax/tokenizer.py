@@ -37,7 +37,9 @@ Departures from transformers, on purpose:
 
 from __future__ import annotations
 
+import collections
 import functools
+import heapq
 import importlib
 import json
 import os
@@ -634,13 +636,11 @@ def build_xlm_vocab(texts: Iterable[str | tuple[str, str]], vocab_size: int, dir
     """Learn an XLM BPE vocabulary from text and write vocab.json, merges.txt and tokenizer_config.json.
 
     texts: str (pre-tokenized with the English Moses rules) or (text, lang) pairs. The words are made exactly as
-    XLMTokenizer makes them, then `tokenizers`' BpeTrainer learns "</w>"-suffixed pieces. The vocabulary starts
+    XLMTokenizer makes them, then ``learn_merges`` learns "</w>"-suffixed pieces (the same files in every process). The vocabulary starts
     with the released models' special tokens (`<s>`=0, `</s>`=1, `<pad>`=2, `<unk>`=3, `<special0..9>`=4..13),
     then the characters seen, then merges; vocab_size is an upper bound once every character has an id. The
     directory loads with XLMTokenizer.from_pretrained and transformers' XLMTokenizer.from_pretrained alike.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, Integral) or vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size: expected an int > {len(SPECIAL_TOKENS)} (the special tokens), got "
                          f"{vocab_size!r}")
@@ -654,24 +654,16 @@ def build_xlm_vocab(texts: Iterable[str | tuple[str, str]], vocab_size: int, dir
         if not isinstance(text, str) or not isinstance(lang, str):
             raise ValueError(f"texts[{i}]: expected a str or a (text, lang) tuple of str, got {describe(item)}")
         lines.append(" ".join(w for w in pre(text, lang) if w))
-    tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix=END_OF_WORD))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # Moses words hold no whitespace
-    trainer = trainers.BpeTrainer(vocab_size=int(vocab_size), special_tokens=list(SPECIAL_TOKENS),
-                                  end_of_word_suffix=END_OF_WORD, show_progress=False)
-    tok.train_from_iterator(lines, trainer)
-    model = json.loads(tok.to_str())["model"]
-    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+    counts = collections.Counter(word for line in lines for word in line.split())
+    alphabet = sorted({symbol for word in counts for symbol in word_symbols(word)})
+    merges = learn_merges(counts, int(vocab_size) - len(SPECIAL_TOKENS) - len(alphabet))
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    # Ids in an order that depends on the corpus alone (the trainer numbers the alphabet in hash-map order, which
-    # changes from process to process): the special tokens, the alphabet sorted, then each merge's product in
-    # rank order. The ids are names only; tokenizing follows merges.txt's ranks.
-    products = list(dict.fromkeys(a + b for a, b in merges))
-    alphabet = sorted(set(model["vocab"]) - set(products) - set(SPECIAL_TOKENS))
-    ordered = list(SPECIAL_TOKENS) + alphabet + [p for p in products if p not in SPECIAL_TOKENS]
-    assert set(ordered) == set(model["vocab"]) and len(ordered) == len(model["vocab"])
-    vocab = {piece: i for i, piece in enumerate(ordered)}
+    # The special tokens, the alphabet sorted, then each merge's product in rank order: ids that depend on the
+    # corpus alone. The ids are names only; tokenizing follows merges.txt's ranks.
+    products = [p for p in dict.fromkeys(a + b for a, b in merges) if p not in SPECIAL_TOKENS and p not in alphabet]
+    vocab = {piece: i for i, piece in enumerate(list(SPECIAL_TOKENS) + alphabet + products)}
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0), encoding="utf-8")
     # One "a b" line per merge, newline-terminated (transformers drops what follows the last newline).
     (out / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
@@ -681,3 +673,56 @@ def build_xlm_vocab(texts: Iterable[str | tuple[str, str]], vocab_size: int, dir
         config.update(lang2id=dict(lang2id), id2lang={str(i): lang for lang, i in lang2id.items()})
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
+
+
+def word_symbols(word: str) -> list[str]:
+    """A word's starting symbols: its characters, the last one carrying the end-of-word mark."""
+    return list(word[:-1]) + [word[-1] + END_OF_WORD]
+
+
+def learn_merges(counts: dict[str, int], num_merges: int) -> list[tuple[str, str]]:
+    """Sennrich's BPE over words with their counts: ``num_merges`` times (or until no pair is left), merge the
+    most frequent adjacent pair of symbols, ties broken by the pair's text so that every run
+    gives the same merges. Pair counts are kept up to date word by word (only the words holding the merged pair
+    change), and the best pair comes from a heap whose stale entries are skipped."""
+    words = [word_symbols(w) for w in counts]
+    freq = [counts[w] for w in counts]
+    pairs: collections.Counter = collections.Counter()
+    where: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
+    for i, symbols in enumerate(words):
+        for pair in zip(symbols, symbols[1:]):
+            pairs[pair] += freq[i]
+            where[pair].add(i)
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while heap and len(merges) < num_merges:
+        n, pair = heapq.heappop(heap)
+        if -n != pairs.get(pair, 0) or n == 0:
+            continue  # stale: the pair's count changed since this entry was pushed
+        merges.append(pair)
+        joined = pair[0] + pair[1]
+        changed: set = set()
+        for i in sorted(where.pop(pair)):
+            old = words[i]
+            new, k = [], 0
+            while k < len(old):
+                if k + 1 < len(old) and (old[k], old[k + 1]) == pair:
+                    new.append(joined)
+                    k += 2
+                else:
+                    new.append(old[k])
+                    k += 1
+            for p in zip(old, old[1:]):
+                pairs[p] -= freq[i]
+                changed.add(p)
+            for p in zip(new, new[1:]):
+                pairs[p] += freq[i]
+                where[p].add(i)
+                changed.add(p)
+            words[i] = new
+        pairs.pop(pair, None)
+        for p in changed:
+            if pairs.get(p, 0) > 0:
+                heapq.heappush(heap, (-pairs[p], p))
+    return merges
