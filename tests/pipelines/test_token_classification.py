@@ -103,10 +103,8 @@ def test_bad_inputs_and_options(setups):
         ours("a", aggregation_strategy="longest")
     with pytest.raises(ValueError, match=r"ignore_labels: expected a list of label names \(str\), got str 'O'"):
         ours("a", ignore_labels="O")
-    with pytest.raises(ValueError, match=r"stride: not supported by this token-classification pipeline"):
-        ours("a", stride=2)
-    with pytest.raises(ValueError, match=r"is_split_into_words: not supported"):
-        ours(["a", "b"], is_split_into_words=True)
+    with pytest.raises(ValueError, match=r"offset_mapping: not supported by this token-classification pipeline"):
+        ours("a", offset_mapping=[(0, 1)])
     with pytest.raises(ValueError, match=r"token-classification: unexpected option \['top_k'\]"):
         ours("a", top_k=2)
     with pytest.raises(ValueError, match=r"aggregation_strategy: expected one of"):
@@ -131,3 +129,85 @@ def test_a_head_that_cannot_serve(setups):
     with pytest.raises(ValueError, match=r"task 'token-classification' cannot run on a LongformerModel: it needs "
                                          r".*LlamaForTokenClassification.*XLMForTokenClassification"):
         TokenClassification(bare, ours.tokenizer)
+
+
+# ------------------------------------------------------------------------------------- is_split_into_words
+# words of several pieces, punctuation, a word with a space inside, an empty word, characters of several bytes
+WORDS = [text.split(" ") for text in TEXTS[:2]] + [["Alice", "met", "Bob", "", "in New-York;", "東京"], ["x"]]
+
+
+@pytest.mark.parametrize("family", FAST)
+def test_words_equal_transformers(setups, family):
+    """One list of words (transformers gives a list of one result) and a batch, each strategy, and a delimiter
+    other than " " (the text start / end index into, and the word heuristic reads)."""
+    _, ours, hf = setups[family]
+    cases = [{"aggregation_strategy": s, "ignore_labels": []} for s in STRATEGIES]
+    cases += [{"aggregation_strategy": "first", "delimiter": "", "ignore_labels": []}, {"delimiter": "__"}, {}]
+    for kwargs in cases:
+        kwargs = {**kwargs, "is_split_into_words": True}
+        theirs = hf(WORDS, **kwargs)
+        assert any(theirs), f"{family} {kwargs}: transformers finds no entity at all, a weak comparison"
+        assert_same_result(ours(WORDS, **kwargs), theirs, f"{family} words {kwargs}")
+        assert_same_result(ours(WORDS[0], **kwargs), hf(WORDS[0], **kwargs), f"{family} one list of words {kwargs}")
+
+
+def test_words_as_a_pipeline_default(setups):
+    directory, _, hf = setups["longformer"]
+    ours = load(directory, is_split_into_words=True, delimiter="\t")
+    kwargs = {"is_split_into_words": True, "delimiter": "\t", "aggregation_strategy": "simple"}
+    assert_same_result(ours(WORDS[1], aggregation_strategy="simple"), hf(WORDS[1], **kwargs), "pipeline defaults")
+    # each(): every item one list of words, its result as a call on it gives it (what `jaxzoo pipeline` writes)
+    assert_same_result(ours.each(WORDS), [hf(words, is_split_into_words=True, delimiter="\t") for words in WORDS],
+                       "each")
+
+
+def test_bad_words(setups):
+    _, ours, _ = setups["longformer"]
+    with pytest.raises(ValueError, match=r"sentence. must be a list of tokens"):
+        setups["longformer"][2]("Alice met", is_split_into_words=True)  # what we mirror
+    with pytest.raises(ValueError, match=r"inputs: is_split_into_words=True takes a list of words \(str\), "
+                                         r"got str 'Alice met'"):
+        ours("Alice met", is_split_into_words=True)
+    with pytest.raises(ValueError, match=r"inputs\[0\]: is_split_into_words=True takes a list of words \(str\), "
+                                         r"got str 'a'"):
+        ours(("a", "b"), is_split_into_words=True)  # a tuple is a batch (transformers: not a list of words)
+    with pytest.raises(ValueError, match=r"inputs\[1\]: expected a word \(str\), got int 3"):
+        ours(["Alice", 3], is_split_into_words=True)
+    with pytest.raises(ValueError, match=r"inputs\[0\]: expected a word \(str\), got list"):
+        ours([["a"], ("b", "c")], is_split_into_words=True)  # not a list of lists: one input, as transformers
+    with pytest.raises(ValueError, match=r"inputs\[1\]: the list of words is empty"):
+        ours([["a"], []], is_split_into_words=True)
+    with pytest.raises(ValueError, match=r"inputs: expected a str or a non-empty list of them, got list \[\]"):
+        ours([], is_split_into_words=True)
+    with pytest.raises(ValueError, match=r"inputs\[0\]: expected a str, got list .*; a list of words needs "
+                                         r"is_split_into_words=True"):
+        ours([["Alice", "met"]])
+    with pytest.raises(ValueError, match=r"is_split_into_words: expected True or False, got 'yes'"):
+        ours(["a"], is_split_into_words="yes")
+    with pytest.raises(ValueError, match=r"delimiter: expected a str, got int 0"):
+        ours(["a"], is_split_into_words=True, delimiter=0)
+
+
+def test_words_and_stride_need_a_fast_tokenizer(setups):
+    """XLM's tokenizer is slow, as transformers': both options are refused, by name."""
+    _, ours, hf = setups["xlm"]
+    with pytest.raises(ValueError, match="is_split_into_words=True is only supported with fast tokenizers"):
+        hf(WORDS[0], is_split_into_words=True)  # what we mirror
+    with pytest.raises(ValueError, match=r"is_split_into_words: only supported with fast tokenizers .*this "
+                                         r"XLMTokenizer is a slow one"):
+        ours(WORDS[0], is_split_into_words=True)
+    with pytest.raises(ValueError, match="stride. was provided to process all the text but you're using a slow"):
+        hf(TEXTS[0], stride=2, aggregation_strategy="simple")
+    with pytest.raises(ValueError, match=r"stride: needs a fast tokenizer .*this XLMTokenizer is a slow one"):
+        ours(TEXTS[0], stride=2, aggregation_strategy="simple")
+
+
+def test_stride_needs_a_pad_token(setups):
+    """The Llama checkpoint has no pad token: transformers cannot pad a text's windows to one length."""
+    _, ours, hf = setups["llama"]
+    assert ours.tokenizer.pad_token_id is None
+    with pytest.raises(ValueError, match="Asking to pad but the tokenizer does not have a padding token"):
+        hf(TEXTS[0], stride=2)  # what we mirror
+    with pytest.raises(ValueError, match=r"stride: the windows of a text are padded to one length .*this tokenizer "
+                                         r"has no pad token"):
+        ours(TEXTS[0], stride=2)
