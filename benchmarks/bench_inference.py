@@ -274,6 +274,8 @@ def measure(side: str, task: str, directory: str, inputs_path: str, kwargs_json:
            "outputs": to_json(outputs)}
     if side == "ours":
         out["stats"] = pipe.stats.as_dict()
+        if task == "text-generation" and passes > 1:  # the warm run: its generated ids, to count them (not timed)
+            out["token_ids"] = to_json(pipe(inputs, **kwargs, return_tensors=True))
     return out
 
 
@@ -337,16 +339,15 @@ def token_counts(work: Workload, directory: Path, inputs: list) -> list[int]:
     return [len(tok(x)["input_ids"]) for x in inputs]
 
 
-def generated_counts(work: Workload, directory: Path, outputs: list) -> list[int]:
-    """New tokens of each generation output (its text re-tokenized: both sides' texts are compared anyway)."""
-    import transformers
-
-    if work.task not in ("text-generation", "summarization"):
-        return []
-    tok = transformers.AutoTokenizer.from_pretrained(str(directory))
-    key = "generated_text" if work.task == "text-generation" else "summary_text"
-    texts = [(o[0] if isinstance(o, list) else o)[key] for o in outputs]
-    return [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+def generated_counts(work: Workload, outputs: list, counts: list[int]) -> list[int]:
+    """New tokens of each generation output: summaries run with return_tensors=True (token ids, compared exactly:
+    a summary's after its start token); text-generation's ids (ours, return_tensors=True: transformers' batched
+    ids hold the batch's left padding) after the prompt's ``counts`` tokens."""
+    if work.task == "text-generation":
+        return [len(o[0]["generated_token_ids"]) - n for o, n in zip(outputs, counts)]
+    if work.task == "summarization":
+        return [len(o["summary_token_ids"]) - 1 for o in outputs]
+    return []
 
 
 def layer_flops(h: int, ffn: int, n: int, context: int) -> float:
@@ -416,6 +417,8 @@ def main(argv=None) -> int:
             count = 4 if args.quick else max(2, round(work.items * args.scale))
             inputs = make_inputs(work, directory, count, seed=len(rows))
             kwargs = dict(work.kwargs)
+            if work.task == "summarization":
+                kwargs["return_tensors"] = True  # token ids: compared exactly, and counted
             if work.task == "text-generation" and "min_new_tokens" not in kwargs:
                 kwargs["eos_token_id"] = pick_eos(directory, inputs, kwargs["max_new_tokens"])
             inputs_path = Path(tmp) / f"{work.name}.json"
@@ -426,8 +429,10 @@ def main(argv=None) -> int:
             hf = run_side("hf", work, directory, inputs_path, kwargs, None, passes=2)
             agreement = compare(warm.pop("outputs"), hf["outputs"])
             cold.pop("outputs")
+            cold.pop("token_ids", None)
             counts = token_counts(work, directory, inputs)
-            new_counts = generated_counts(work, directory, hf.pop("outputs"))
+            new_counts = generated_counts(work, warm.pop("token_ids", None) or hf.pop("outputs"), counts)
+            hf.pop("outputs", None)
             cost = work_cost(work, cfg, counts, new_counts, sizes)
             floor_s = max(cost["flops"] / rate, cost["bytes"] / bandwidth)
             row = {"workload": work.name, "task": work.task, "family": work.family, "head": work.head,
