@@ -13,8 +13,8 @@ Presets (WORKLOADS):
   200-4,096 tokens; question-answering on Longformer-base, 200 pairs with contexts of 300-4,000 tokens in one
   4,096-token window; summarization on LED-base, 32 documents of 1,000-4,096 tokens -> at most 64 tokens, greedy
   and 4 beams; text-generation on Llama-110M, 256 prompts of 8-200 tokens -> at most 128 tokens, greedy, an EOS
-  that the model emits at scattered points: continuous batching (ours' default), static batching (ours,
-  ``continuous=False``) and transformers. ``--scale`` multiplies every input count (a shorter run).
+  that the model emits at scattered points: continuous batching (ours, ``continuous=True``), static batching
+  (ours' default) and transformers. ``--scale`` multiplies every input count (a shorter run).
 - ``small`` (results/pipelines_cpu.json): the same six tasks on small models (hidden 256, 4 layers), 64 short
   inputs (16 prompts, 8 documents): a few minutes.
 
@@ -81,13 +81,14 @@ def workloads(preset: str) -> list[Workload]:
             Workload("question-answering", "question-answering", "longformer", "question_answering", "4.57", 200,
                      (300, 4000), {"max_seq_len": 4096, "doc_stride": 128}),
             Workload("summarization greedy", "summarization", "led", "conditional_generation", "4.57", 32,
-                     (1000, 4094), {"num_beams": 1, "max_new_tokens": 64, "min_length": 0}),
+                     (1000, 4094), {"num_beams": 1, "max_new_tokens": 64, "min_length": 0},
+                     ours={"continuous": True}),
             Workload("summarization beam 4", "summarization", "led", "conditional_generation", "4.57", 32,
                      (1000, 4094), {"num_beams": 4, "max_new_tokens": 64, "min_length": 0}),
             Workload("text-generation", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
-                     {"do_sample": False, "max_new_tokens": 128}),
+                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": True}),
             Workload("text-generation static", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
-                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": False}),
+                     {"do_sample": False, "max_new_tokens": 128}),
         ]
     short, docs = (10, 250), (200, 900)
     return [

@@ -11,9 +11,9 @@ start token, as transformers' generate; a call's ``max_length`` is honoured (4.5
 max_new_tokens default win over it, so there it has no effect: a departure on purpose). Global attention: on the first token by default, as LED's documentation does
 for summarization (transformers' pipeline sets none: ``global_attention=None`` gives exactly its outputs).
 Texts are right-padded into bucketed lengths and generated together; each row's sequences are cut where a
-one-text run stops. Greedy and sampled texts of one padded length go through one continuous-batching loop
-(``model.generate(..., slots=batch_size)``: a slot whose summary is done takes the next text at once; our option
-``continuous=False`` batches them statically instead); beam search runs in static batches.
+one-text run stops. With our option ``continuous=True``, greedy and sampled texts of one padded length go through
+one continuous-batching loop (``model.generate(..., slots=batch_size)``: a slot whose summary is done takes the
+next text at once); by default, and always for beam search, texts run in static batches.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Text2TextGeneration(Pipeline):
     options = {"max_new_tokens": UNSET, "max_length": UNSET, "min_length": UNSET, "min_new_tokens": UNSET,
                "num_beams": UNSET, **{name: UNSET for name in GENERATE_OPTIONS}, "truncation": False,
                "return_tensors": False, "return_text": True, "global_attention": "first", "seed": 0,
-               "continuous": True}
+               "continuous": False}  # ours: continuous batching for greedy / sampling (opt-in)
 
     def resolve_options(self, opts: dict) -> dict:
         opts = super().resolve_options(opts)

@@ -7,8 +7,8 @@ gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not s
 
 Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.padded_length) and
 generated together; the model's generate masks the padding and counts positions from each row's first real token,
-so every prompt gets the tokens it gets alone. Greedy and sampled prompts of one padded length go through one
-continuous-batching loop of batch_size slots (``model.generate(..., slots=)``, where the model supports it: Llama;
+so every prompt gets the tokens it gets alone. With our option ``continuous=True``, greedy and sampled prompts go
+through one continuous-batching loop of batch_size slots (left-padded to the longest's bucketed length) (``model.generate(..., slots=)``, where the model supports it: Llama;
 a finished row's slot takes the next prompt at once); our option ``continuous=False``, beam search and XLM run in
 static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
 EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
@@ -53,7 +53,8 @@ class TextGeneration(Pipeline):
                "add_special_tokens": True, "skip_special_tokens": True, "stop_sequence": None, "stop_strings": UNSET,
                "tokenizer": None,  # what transformers' generate needs with stop_strings; ours has its own
                "seed": 0,  # sampling's random stream (ours is JAX's: it cannot equal torch's)
-               "continuous": True}  # ours: continuous batching for greedy / sampling (False: static batches)
+               # ours: continuous batching for greedy / sampling (opt-in: measured slower than static batches on CPU)
+               "continuous": False}
     input_description = "a str (a prompt)"
     can_warm_up = False
     _token_texts = None  # each token's text as stop strings are matched (stop_strings.token_texts), when needed
@@ -178,8 +179,9 @@ class TextGeneration(Pipeline):
     def generate_all(self, encoded: list[Encoded], opts: dict) -> list[list[np.ndarray]]:
         """Each prompt's returned sequences (prompt + new ids). Prompts are sorted by length and grouped by
         max_new_tokens (one per call unless it comes from a max_length); with continuous batching (greedy or
-        sampling) every prompt of one padded length goes through one loop of batch_size slots, else prompts run
-        in static batches of batch_size."""
+        sampling) every prompt goes through one loop of batch_size slots (left-padded to the longest's bucketed
+        length: a refill prefills one padded prompt, and more prompts share the loop), else prompts run in static
+        batches of batch_size."""
         settings = opts["generate"]
         continuous = opts["continuous"] and self.beams(settings) == 1 and self.model.continuous_batching
         limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
@@ -188,8 +190,8 @@ class TextGeneration(Pipeline):
             new, n = enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])
             keys.append((new, padded_length(n, None if limit is None else max(limit - new, 1), self.buckets), n))
         order = sorted(range(len(encoded)), key=keys.__getitem__)
-        if continuous:
-            chunks = [[i for i in order if keys[i][:2] == key] for key in sorted({k[:2] for k in keys})]
+        if continuous:  # every prompt with one max_new_tokens in one loop: slots refill across prompt lengths
+            chunks = [[i for i in order if keys[i][0] == new] for new in sorted({k[0] for k in keys})]
         else:
             chunks, start = [], 0
             while start < len(order):

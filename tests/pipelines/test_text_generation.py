@@ -263,12 +263,15 @@ def test_a_stopped_row_is_padded_with_an_eos_and_runs_on_without(setups):
 
 
 def test_continuous_batching_gives_static_batchings_texts_and_draws_per_prompt(setups):
-    """Llama's prompts go through two slots, refilled as rows end (the default); static batches give the same
-    texts, and sampled draws do not depend on the slot count or on continuous batching."""
+    """Llama's prompts through two slots, refilled as rows end (continuous=True) give static batching's texts
+    (the default, compared with transformers above), and sampled draws depend neither on the slot count nor on
+    continuous batching."""
     _, ours, _, settings = setups["llama"]
-    assert ours(PROMPTS, **settings, continuous=False) == ours(PROMPTS, **settings)
-    one_slot = TextGeneration(ours.model, ours.tokenizer, batch_size=1)
-    assert one_slot(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE, continuous=False)
+    assert ours(PROMPTS, **settings, continuous=True) == ours(PROMPTS, **settings)
+    assert ours(PROMPTS, **settings, continuous=True, return_tensors=True) == \
+        ours(PROMPTS, **settings, return_tensors=True)
+    one_slot = TextGeneration(ours.model, ours.tokenizer, batch_size=1, continuous=True)
+    assert one_slot(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE, continuous=True) == ours(PROMPTS, **SAMPLE)
 
 
 def test_sampled_draws_do_not_depend_on_the_batch(setups):
