@@ -123,10 +123,10 @@ class Model:
         then attends to every token).
         ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
 
-        ``slots=k`` (greedy or sampling, decoder-only heads) decodes the rows by continuous batching
-        (common.continuous): k rows at a time, each finished row's slot refilled with the next waiting prompt at
-        once, all in one compiled loop; the same result as without (greedy), faster when rows stop at different
-        steps.
+        ``slots=k`` (greedy or sampling; Llama and LED, not on a mesh: ``model.continuous_batching``) decodes the
+        rows by continuous batching (common.continuous): k rows at a time, each finished row's slot refilled with
+        the next waiting prompt at once, all in one compiled loop; the same result as without (greedy). On a 2-core
+        CPU it measured slower than static batching (benchmarks/README.md).
 
         Sampling draws each row's tokens from its own random stream, with or without slots: the j-th returned
         sequence of prompt i from (seed, ``streams[i] * num_return_sequences + j``, step). ``streams`` (one

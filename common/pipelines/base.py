@@ -124,7 +124,7 @@ class Pipeline:
                              f"call; it has no warmup")
         opts = self.resolve_options({**self.defaults, **self._options(options, "call")})
         row = self.preprocess(self.check(example, "example"), "example", opts).rows[0]
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         top = max_length if max_length is not None else limit
         if top is None or isinstance(top, bool) or not isinstance(top, int) or top < len(row["input_ids"]):
             raise ValueError(f"max_length: expected an int >= the example's {len(row['input_ids'])} tokens"
@@ -140,7 +140,7 @@ class Pipeline:
         unless ``record`` is False; every batch at least ``min_length`` long)."""
         if not rows:
             return []
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         if self.padding == "left":  # positions count from each row's first real token, as unpadded
             rows = [{"position_ids": np.arange(len(row["input_ids"]), dtype=np.int32), **row} for row in rows]
 
@@ -151,6 +151,11 @@ class Pipeline:
         return run_batched(call, rows, batch_size=self.rows_per_call(), pad_values=self.pad_values(),
                            padding=self.padding, limit=limit, token_fields=self.token_fields, ladder=self.buckets,
                            stats=self.stats if record else None, min_length=min_length)
+
+    @property
+    def position_limit(self) -> int | None:
+        """The model's largest position + 1 (None where it has no limit): what padded lengths are capped at."""
+        return self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
 
     def rows_per_call(self) -> int:
         return self.batch_size

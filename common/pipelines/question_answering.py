@@ -150,7 +150,7 @@ class QuestionAnswering(Pipeline):
         question, context = item
         encoded = self.offset_rows(question, context, opts, where) if self.offsets else \
             self.word_rows(question, context, opts, where)
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         for row in encoded.rows:
             if limit is not None and len(row["input_ids"]) > limit:
                 raise ValueError(f"{where}: a window of {len(row['input_ids'])} tokens is longer than the model's "
@@ -239,7 +239,7 @@ class QuestionAnswering(Pipeline):
             out = self.model(**arrays, cls_index=np.argmax(arrays["input_ids"] == cls, axis=1))
             return {field: getattr(out, field) for field in self.output_fields}
 
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         return run_batched(call, rows, batch_size=self.rows_per_call(), pad_values=self.pad_values(),
                            padding=self.padding, limit=limit, ladder=self.buckets,
                            stats=self.stats if record else None, min_length=min_length)

@@ -7,10 +7,11 @@ gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not s
 
 Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.padded_length) and
 generated together; the model's generate masks the padding and counts positions from each row's first real token,
-so every prompt gets the tokens it gets alone. With our option ``continuous=True``, greedy and sampled prompts go
-through one continuous-batching loop of batch_size slots (left-padded to the longest's bucketed length) (``model.generate(..., slots=)``, where the model supports it: Llama;
-a finished row's slot takes the next prompt at once); our option ``continuous=False``, beam search and XLM run in
-static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
+so every prompt gets the tokens it gets alone. Prompts run in static batches of batch_size by default; with our
+option ``continuous=True`` (Llama), greedy and sampled prompts go through one continuous-batching loop of batch_size
+slots instead (``model.generate(..., slots=)``, left-padded to the longest's bucketed length; a finished row's slot
+takes the next prompt at once). It is opt-in because it measured slower than static batching on CPU
+(benchmarks/README.md); beam search and XLM always run in static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
 EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
 
 Stop strings (``stop_sequence``, else generate's ``stop_strings``, else generation_config.json's; transformers'
@@ -184,7 +185,7 @@ class TextGeneration(Pipeline):
         batches of batch_size."""
         settings = opts["generate"]
         continuous = opts["continuous"] and self.beams(settings) == 1 and self.model.continuous_batching
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         keys = []
         for enc in encoded:
             new, n = enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])
@@ -213,7 +214,7 @@ class TextGeneration(Pipeline):
         power of two (filled with copies of the last prompt), so that any traffic compiles few programs.
         indices: the prompts' places in the call, their random streams when sampling."""
         settings = opts["generate"]
-        limit = self.model.spec.max_positions(self.config) if self.model.spec.max_positions else None
+        limit = self.position_limit
         lengths = [len(p) for p in prompts]
         length = padded_length(max(lengths), None if limit is None else max(limit - new, 1), self.buckets)
         filler = 0 if continuous else bucket(len(prompts), self.batch_size, smallest=1) - len(prompts)
