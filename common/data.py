@@ -54,9 +54,10 @@ class Batches:
     def steps_per_epoch(self) -> int:
         return len(self.rows) // self.batch_size
 
-    def batch_at(self, step: int) -> dict[str, np.ndarray]:
-        """{"input_ids", "labels"} [batch, seq_len] for global step ``step`` (labels = inputs: HF shifts inside)."""
+    def batch_at(self, step: int, rows: slice = slice(None)) -> dict[str, np.ndarray]:
+        """{"input_ids", "labels"} [batch, seq_len] for global step ``step`` (labels = inputs: HF shifts inside);
+        ``rows``: only those rows of the batch (what one process of a multi-process job feeds)."""
         epoch, index = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
-        ids = self.rows[order[index * self.batch_size:(index + 1) * self.batch_size]]
+        ids = self.rows[order[index * self.batch_size:(index + 1) * self.batch_size][rows]]
         return {"input_ids": ids, "labels": ids}

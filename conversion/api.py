@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from common.distributed import barrier, fetch, is_writer
 from common.model import Model
 from common.sharding import param_shardings, place
 from conversion.io import (CheckpointReader, check_config_fields, read_generation_config, read_model_config,
@@ -150,7 +151,8 @@ def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, 
     """Read, transform, stack and cast every tensor, one rule at a time.
 
     With a mesh, each param goes straight to its sharding (the family's partition rules), and each device
-    receives only its shard: the host holds one param at a time, never the model twice. ``init_missing`` (a
+    receives only its shard: the host holds one param at a time, never the model twice. In a multi-process job
+    each process reads only the part of each tensor that its own devices hold (``reader.bytes_read`` counts it). ``init_missing`` (a
     PRNG key) fills the params whose tensors are all absent from the file with init_params' values and leaves
     out the tensors of the file's own head, with a warning naming each; without it, both are errors.
     """
@@ -181,10 +183,39 @@ def load_params(reader: CheckpointReader, arch: Architecture, config, dtype, *, 
                       stacklevel=3)
     rules = [r for r in arch.rules(config, arch.head) if r not in match.missing_rules]
     for rule in tqdm(rules, desc="loading tensors", unit="tensor", disable=not progress, leave=False):
-        names = rule.hf_names(match.prefix, get_path(expected, rule.path).shape)
-        arrays = [reader.get(match.sources[name]) for name in names]
-        put(rule.path, rule.to_param(arrays).astype(jnp.dtype(dtype)))
+        shape = get_path(expected, rule.path).shape
+        sharding = get_path(shardings, rule.path) if shardings is not None else None
+        box = local_box(shape, sharding)
+        part = rule.read_box(lambda name, hf_box: reader.read(match.sources[name], hf_box),
+                             rule.hf_names(match.prefix, shape), box).astype(jnp.dtype(dtype), copy=False)
+        set_path(params, rule.path, place_part(part, box, shape, sharding))
     return params
+
+
+def local_box(shape: tuple[int, ...], sharding) -> tuple[slice, ...]:
+    """The smallest box (one slice per dim) of a param of ``shape`` that holds every shard this process's
+    devices keep under ``sharding`` (the whole param without one): what this process has to read."""
+    if sharding is None:
+        return tuple(slice(0, n) for n in shape)
+    starts, stops = list(shape), [0] * len(shape)
+    for index in sharding.addressable_devices_indices_map(shape).values():
+        for d, (s, n) in enumerate(zip(index, shape)):
+            start, stop, _ = s.indices(n)
+            starts[d], stops[d] = min(starts[d], start), max(stops[d], stop)
+    return tuple(slice(a, b) for a, b in zip(starts, stops))
+
+
+def place_part(part: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...], sharding) -> jax.Array:
+    """A global array of ``shape`` from ``part`` (the param's ``box``, covering this process's shards): each local
+    device receives its own shard, cut from the part."""
+    if sharding is None:
+        return jax.device_put(part)
+
+    def shard(index):
+        return part[tuple(slice(s.indices(n)[0] - b.start, s.indices(n)[1] - b.start)
+                          for s, b, n in zip(index, box, shape))]
+
+    return jax.make_array_from_callback(shape, sharding, shard)
 
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
@@ -239,7 +270,7 @@ def hf_tensors(model: Model) -> dict[str, np.ndarray]:
     check_tree(arch, model.config, model.params)
     tensors: dict[str, np.ndarray] = {}
     for rule in arch.rules(model.config, arch.head):
-        value = np.asarray(jax.device_get(get_path(model.params, rule.path)))
+        value = fetch(get_path(model.params, rule.path))  # gathered from every process when sharded over hosts
         names = rule.hf_names(arch.backbone_prefix, value.shape)
         tensors.update({n: np.ascontiguousarray(a) for n, a in zip(names, rule.to_hf(value))})
     return tensors
@@ -249,12 +280,16 @@ def save_pretrained(model: Model, out_dir: str | os.PathLike, max_shard_size: in
     """Write config.json (+ generation_config.json) and safetensors that transformers loads with no missing keys.
 
     Files are written to a temporary directory first and moved in only when all are complete, so a failure
-    never leaves a half-written checkpoint behind.
+    never leaves a half-written checkpoint behind. In a multi-process job every process must call it (each
+    param is gathered from all of them); process 0 alone writes, and all return once the files are in place.
     """
     tensors = hf_tensors(model)
     hf_config = model.config.to_hf_dict()
     hf_config["architectures"] = [model.architecture]
-    return write_checkpoint(out_dir, tensors, hf_config, max_shard_size, model.generation_config)
+    if is_writer():
+        write_checkpoint(out_dir, tensors, hf_config, max_shard_size, model.generation_config)
+    barrier("jaxzoo_save_pretrained")
+    return Path(out_dir)
 
 
 def write_checkpoint(out_dir: str | os.PathLike, tensors: dict[str, np.ndarray], hf_config: dict,

@@ -104,6 +104,20 @@ def cmd_train(args) -> int:
 
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if args.coordinator is not None:
+        from common.distributed import initialize
+        if args.coordinator == "auto":
+            if args.num_processes is not None or args.process_id is not None:
+                raise ValueError("--coordinator auto detects the processes: leave out --num-processes and --process-id")
+            initialize(heartbeat_timeout_seconds=args.heartbeat_timeout)
+        else:
+            if args.num_processes is None or args.process_id is None:
+                raise ValueError(f"--coordinator {args.coordinator} needs --num-processes N and --process-id I "
+                                 "(0..N-1) on every host")
+            initialize(args.coordinator, args.num_processes, args.process_id,
+                       heartbeat_timeout_seconds=args.heartbeat_timeout)
+    elif args.num_processes is not None or args.process_id is not None:
+        raise ValueError("--num-processes and --process-id need --coordinator HOST:PORT (process 0's address)")
     run(cfg, ARCHITECTURES["LlamaForCausalLM"].spec, save_pretrained)
     return 0
 
@@ -249,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="pre-train a small Llama on a local corpus (pydoc texts by default)")
     _add_pretrain_flags(t)
+    m = t.add_argument_group("multi-host", "one command per host, the same flags on each but --process-id; --mesh "
+                             "must cover all hosts' devices and --out a filesystem they share")
+    m.add_argument("--coordinator", metavar="HOST:PORT|auto", help="process 0's address (it serves there), or auto: "
+                   "JAX detects the hosts (TPU pod slice, SLURM, Open MPI, Kubernetes)")
+    m.add_argument("--num-processes", type=int, metavar="N", help="hosts (processes) in the job")
+    m.add_argument("--process-id", type=int, metavar="I", help="this host's number, 0..N-1")
+    m.add_argument("--heartbeat-timeout", type=int, default=100, metavar="SECONDS",
+                   help="a host silent this long ends the job with an error naming it (default: 100)")
     t.set_defaults(func=cmd_train)
     return parser
 

@@ -2,7 +2,10 @@
 
 Reading memory-maps each ``.safetensors`` file and hands out numpy views tensor by tensor (the
 safetensors numpy backend cannot represent bfloat16; ml_dtypes can), so a checkpoint is never held in
-host memory as a whole. ``pytorch_model.bin`` (single or sharded) needs torch, imported only then.
+host memory as a whole. ``read(name, index)`` reads only a box of one tensor (what one process's devices hold
+of a sharded param) with ``pread`` and counts the bytes it read (``CheckpointReader.bytes_read``), so a host of a
+multi-process job reads its share of the file, not the file. ``pytorch_model.bin`` (single or sharded) needs
+torch, imported only then; a box of it is cut from the whole (memory-mapped) tensor.
 
 A damaged file (torn download, garbled header, an index naming absent shards, a config.json that is not JSON)
 raises :class:`common.files.DamagedFileError` naming the file and the tensor, field or line, when the file is
@@ -11,6 +14,7 @@ opened: the safetensors headers are checked against the file sizes before any te
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -100,13 +104,35 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+Box = tuple[slice, ...]  # one slice per dimension, each with a start and a stop and no step
+
+
+def contiguous_runs(shape: tuple[int, ...], box: Box) -> tuple[int, list[tuple[int, ...]]]:
+    """How to read ``box`` of a C-ordered array of ``shape`` in contiguous pieces: (the elements of one piece, the
+    index of each piece's first element over the leading dims that are cut).
+
+    The trailing dims that the box takes whole join the last cut dim into one run, so a box of whole rows is one
+    piece and a box of column slices is one piece per row.
+    """
+    keep = len(shape)
+    while keep > 0 and box[keep - 1] == slice(0, shape[keep - 1]):
+        keep -= 1  # dims keep.. are whole
+    if keep == 0:
+        return math.prod(shape), [()]
+    run = (box[keep - 1].stop - box[keep - 1].start) * math.prod(shape[keep:])
+    leading = [range(b.start, b.stop) for b in box[:keep - 1]]
+    return run, [idx + (box[keep - 1].start,) for idx in itertools.product(*leading)]
+
+
 class SafetensorsFile:
-    """One memory-mapped .safetensors file: ``shapes`` from the header, ``get(name)`` as a numpy view."""
+    """One .safetensors file: ``shapes`` from the header, ``get(name)`` as a memory-mapped numpy view,
+    ``read(name, box)`` as a fresh array read with ``pread`` (``bytes_read`` counts them)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.header, self.offset = read_safetensors_header(path)
         self._map = None
+        self.bytes_read = 0
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -114,14 +140,42 @@ class SafetensorsFile:
 
     def get(self, name: str) -> np.ndarray:
         info = self.header[name]
-        if info["dtype"] not in SAFE_DTYPES:
-            raise ValueError(f"{self.path}: tensor {name!r} has dtype {info['dtype']}, which is not supported "
-                             f"(expected one of {sorted(SAFE_DTYPES)})")
+        dtype = self._dtype(name)
         if self._map is None:
             self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         start, end = info["data_offsets"]
         raw = self._map[self.offset + start:self.offset + end]
-        return raw.view(SAFE_DTYPES[info["dtype"]]).reshape(info["shape"])
+        return raw.view(dtype).reshape(info["shape"])
+
+    def _dtype(self, name: str) -> np.dtype:
+        code = self.header[name]["dtype"]
+        if code not in SAFE_DTYPES:
+            raise ValueError(f"{self.path}: tensor {name!r} has dtype {code}, which is not supported "
+                             f"(expected one of {sorted(SAFE_DTYPES)})")
+        return np.dtype(SAFE_DTYPES[code])
+
+    def read(self, name: str, box: Box) -> np.ndarray:
+        """The elements of tensor ``name`` inside ``box``, read from the file piece by piece (nothing else)."""
+        info = self.header[name]
+        dtype, shape = self._dtype(name), tuple(info["shape"])
+        out = np.empty(tuple(b.stop - b.start for b in box), dtype)
+        if out.size == 0:
+            return out
+        run, starts = contiguous_runs(shape, box)
+        strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+        base = self.offset + info["data_offsets"][0]
+        flat = memoryview(out.reshape(-1).view(np.uint8))
+        piece = run * dtype.itemsize
+        with open(self.path, "rb", buffering=0) as f:
+            for k, start in enumerate(starts):
+                element = sum(i * st for i, st in zip(start, strides))
+                target = flat[k * piece:(k + 1) * piece]
+                got = os.preadv(f.fileno(), [target], base + element * dtype.itemsize)
+                if got != piece:
+                    raise DamagedFileError(f"{self.path}: tensor {name!r}: read {got} of {piece} bytes at element "
+                                           f"{element} (the file changed or was truncated while being read)")
+        self.bytes_read += out.nbytes
+        return out
 
 
 class TorchBinFile:
@@ -150,10 +204,17 @@ class TorchBinFile:
         if odd is not None:
             raise DamagedFileError(f"{path}: entry {odd!r} is {type(state[odd]).__name__}, expected a tensor")
         self.state = state
+        self.bytes_read = 0
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in self.state.items()}
+
+    def read(self, name: str, box: Box) -> np.ndarray:
+        """The box cut from the whole tensor (a pickle cannot be read in pieces): counts the whole tensor."""
+        whole = self.get(name)
+        self.bytes_read += whole.nbytes
+        return np.array(whole[box])
 
     def get(self, name: str) -> np.ndarray:
         import torch
@@ -236,6 +297,7 @@ class CheckpointReader:
             files = [TorchBinFile(d / BIN_SINGLE)]
         else:
             raise FileNotFoundError(f"no {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE} or {BIN_INDEX} in {d}")
+        self.files = files
         self._owner = {name: f for f in files for name in f.shapes}
         self.shapes = {name: shape for f in files for name, shape in f.shapes.items()}
 
@@ -245,6 +307,15 @@ class CheckpointReader:
 
     def get(self, name: str) -> np.ndarray:
         return self._owner[name].get(name)
+
+    def read(self, name: str, box: Box) -> np.ndarray:
+        """``box`` of tensor ``name`` as a fresh array, reading only those bytes where the format allows."""
+        return self._owner[name].read(name, box)
+
+    @property
+    def bytes_read(self) -> int:
+        """Tensor bytes read so far by ``read`` (over all files)."""
+        return sum(f.bytes_read for f in self.files)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.shapes)

@@ -15,13 +15,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-# name -> (hf array -> param array, param array -> hf array, param shape -> hf shape)
-TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
-    "none": (lambda a: a, lambda a: a, lambda s: s),
+# name -> (hf array -> param array, param array -> hf array, param shape -> hf shape,
+#          a box of the param (one slice per dim) -> the box of the HF tensor that holds it)
+TRANSFORMS: dict[str, tuple[Callable, Callable, Callable, Callable]] = {
+    "none": (lambda a: a, lambda a: a, lambda s: s, lambda b: b),
     # torch Linear weight (out, in) <-> Flax kernel (in, out)
-    "transpose": (lambda a: a.T, lambda a: a.T, lambda s: s[::-1]),
+    "transpose": (lambda a: a.T, lambda a: a.T, lambda s: s[::-1], lambda b: b[::-1]),
     # a [1, n] buffer (e.g. BART-style final_logits_bias) <-> a [n] vector
-    "row": (lambda a: a.reshape(-1), lambda a: a.reshape(1, -1), lambda s: (1,) + tuple(s)),
+    "row": (lambda a: a.reshape(-1), lambda a: a.reshape(1, -1), lambda s: (1,) + tuple(s),
+            lambda b: (slice(0, 1),) + tuple(b)),
 }
 
 
@@ -55,9 +57,14 @@ class Rule:
         shape = param_shape[1:] if self.stacked else param_shape
         return tuple(TRANSFORMS[self.transform][2](tuple(shape)))
 
-    def to_param(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        fwd = TRANSFORMS[self.transform][0]
-        return np.stack([fwd(a) for a in arrays]) if self.stacked else fwd(arrays[0])
+    def read_box(self, read: Callable, names: Sequence[str], box: tuple[slice, ...]) -> np.ndarray:
+        """The part ``box`` (one slice per param dim) of the param, reading only what it needs of its HF tensors
+        ``names`` (as hf_names gives them) with ``read(name, hf_box) -> array``: a stacked rule reads only the
+        layers in ``box[0]``, and each tensor only the box that the transform maps onto."""
+        fwd, hf_box = TRANSFORMS[self.transform][0], TRANSFORMS[self.transform][3]
+        if self.stacked:
+            return np.stack([fwd(read(n, hf_box(box[1:]))) for n in names[box[0].start:box[0].stop]])
+        return fwd(read(names[0], hf_box(box)))
 
     def to_hf(self, array: np.ndarray) -> list[np.ndarray]:
         back = TRANSFORMS[self.transform][1]

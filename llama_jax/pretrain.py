@@ -26,13 +26,15 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.multihost_utils import broadcast_one_to_all
 from tqdm.auto import tqdm
 
 from common.checkpoint import Checkpointer
 from common.data import Batches, pack, unigram_entropy
 from common.extras import pyplot  # matplotlib (the plots extra) is imported only when a plot is drawn
 from common.model import HeadSpec, Model
-from common.sharding import make_mesh
+from common.distributed import barrier, fetch, global_batch, is_writer, process_rows
+from common.sharding import batch_sharding, make_mesh
 from common.tokenization import docs_corpus, train_byte_level_bpe
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 from llama_jax.config import LlamaConfig
@@ -132,7 +134,7 @@ def optimizer_for(cfg: PretrainConfig, total_steps: int):
                                           total_steps=total_steps, weight_decay=cfg.weight_decay))
 
 
-def probe_times(probe_step, state, batches: Batches, config, eval_rows: np.ndarray, batch_size: int) -> ProbeTimes:
+def probe_times(probe_step, state, batch_at: Callable, config, eval_rows: np.ndarray, batch_size: int) -> ProbeTimes:
     """Time the train step (compile, then PROBE_STEPS steps) and one held-out batch (compile, then one run).
 
     ``probe_step`` must not donate its input: ``state`` is left as it was, and the probe's steps are discarded.
@@ -146,7 +148,7 @@ def probe_times(probe_step, state, batches: Batches, config, eval_rows: np.ndarr
     def steps(first: int, count: int):
         probe = state
         for step in range(first, first + count):
-            probe, metrics = probe_step(probe, batches.batch_at(step))
+            probe, metrics = probe_step(probe, batch_at(step))
         return metrics
 
     first = seconds(lambda: steps(0, 1))
@@ -171,13 +173,15 @@ def plan_steps(budget_seconds: float, spent_seconds: float, times: ProbeTimes, e
     return math.floor((budget_seconds - spent_seconds - reserved) / per_step), reserved
 
 
-def budgeted_steps(cfg: PretrainConfig, probe_step, state, batches: Batches, config, eval_rows: np.ndarray,
+def budgeted_steps(cfg: PretrainConfig, probe_step, state, batch_at: Callable, config, eval_rows: np.ndarray,
                    spent_since: float, log) -> tuple[int, dict[str, float]]:
-    """Probe this machine and decide the step count for ``cfg.time_budget``; returns it and the plan's numbers."""
-    times = probe_times(probe_step, state, batches, config, eval_rows, cfg.batch_size)
+    """Probe this machine and decide the step count for ``cfg.time_budget``; returns it and the plan's numbers.
+    In a multi-process job every process probes (the steps are collective) and all take process 0's count."""
+    times = probe_times(probe_step, state, batch_at, config, eval_rows, cfg.batch_size)
     budget, spent = cfg.time_budget * 60, time.perf_counter() - spent_since
     planned, reserved = plan_steps(budget, spent, times, cfg.eval_every)
     steps = max(planned, cfg.warmup_steps + 1)  # the schedule needs more steps than its warmup
+    steps = int(broadcast_one_to_all(np.int64(steps)))  # one count for all processes (process 0's)
     log(f"budget {cfg.time_budget} min: measured {1 / times.step:.2f} steps/s -> {steps} steps "
         f"({spent:.0f} s spent before training incl. a {times.compile:.0f} s compile, {reserved:.0f} s reserved "
         f"for the second compile, evaluation, sampling and headroom)")
@@ -225,21 +229,45 @@ def plot_losses(history: list[tuple[int, float]], evals: list[tuple[int, float]]
     plt.close(fig)
 
 
+def _silent(*args, **kwargs) -> None:
+    """The log of every process but process 0: one job, one log."""
+
+
+def job_mesh(shape: tuple[int, int, int]):
+    """The (data, fsdp, tensor) mesh of ``--mesh``, or None for one device. A multi-process job's mesh must
+    cover every process's devices (each process feeds the devices it has)."""
+    size = math.prod(shape)
+    if jax.process_count() > 1 and size != jax.device_count():
+        raise ValueError(f"mesh = {','.join(map(str, shape))} has {size} devices; a job of {jax.process_count()} "
+                         f"processes must use all {jax.device_count()} of their devices (data x fsdp x tensor = "
+                         f"{jax.device_count()})")
+    return make_mesh(*shape, devices=jax.devices()[:size]) if size > 1 else None
+
+
 def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, Path], Path], log=print) -> dict[str, Any]:
     """Run the job; returns (and writes to OUT/summary.json) the numbers that judge it.
 
     spec / save_pretrained: the LlamaForCausalLM head spec and the HF exporter (from ``conversion``, which
     the family packages do not import).
+
+    Multi-process (after ``common.distributed.initialize`` in every process, the same ``cfg`` everywhere, ``out``
+    on a filesystem all of them see): the mesh spans every process's devices, each process feeds its own rows of
+    each batch, Orbax writes each process's shards, and process 0 alone logs, trains the tokenizer and writes the
+    plot, the HF export and summary.json.
     """
     pyplot("jaxzoo train (its loss-curve PNG)")  # fail now, not after minutes of training
     out = Path(cfg.out)
     tok_dir = out / "tokenizer"
     start = time.perf_counter()
+    writer = is_writer()
+    if not writer:
+        log = _silent
 
     # Tokenizer and data (the tokenizer is reused on resume so the ids stay the same).
     texts = load_corpus(cfg.corpus)
-    if not (cfg.resume and (tok_dir / "tokenizer.json").exists()):
+    if writer and not (cfg.resume and (tok_dir / "tokenizer.json").exists()):
         train_byte_level_bpe(texts, cfg.vocab_size, tok_dir)
+    barrier("jaxzoo_pretrain_tokenizer")
     tokenizer = LlamaTokenizer.from_pretrained(tok_dir)
     rows = pack([tokenizer.encode(t, add_special_tokens=False) for t in texts], cfg.seq_len, tokenizer.eos_token_id)
     train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
@@ -261,11 +289,18 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
     params = init_params(config, jax.random.PRNGKey(cfg.seed), jnp.float32, "causal_lm")
     n_params = sum(x.size for x in jax.tree.leaves(params))
     state = init_train_state(params, any_length, jax.random.PRNGKey(cfg.seed + 1))
-    mesh = make_mesh(*cfg.mesh, devices=jax.devices()[: math.prod(cfg.mesh)]) if math.prod(cfg.mesh) > 1 else None
+    mesh = job_mesh(cfg.mesh)
     step_for = functools.partial(make_train_step, llama_causal_lm, config, mesh=mesh, rules=PARTITION_RULES,
                                  state_example=state)  # jit is lazy: nothing compiles until a step runs
-    if mesh is not None:
-        state = jax.device_put(state, step_for(any_length).shardings)
+    if mesh is not None:  # from host values, which every process holds alike, to the global shardings
+        state = jax.device_put(jax.device_get(state), step_for(any_length).shardings)
+
+    def batch_at(step: int):
+        """The batch of ``step``: this process's rows only, as global arrays, when several processes feed it."""
+        if jax.process_count() == 1:
+            return batches.batch_at(step)
+        rows = process_rows(batch_sharding(mesh, 2), (cfg.batch_size, cfg.seq_len))
+        return global_batch(batches.batch_at(step, rows), mesh, cfg.batch_size)
 
     ckpt = Checkpointer(out / "checkpoints", max_to_keep=2)
     history: list[tuple[int, float]] = []
@@ -281,7 +316,7 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
     elif cfg.steps is not None:
         steps = cfg.steps
     else:
-        steps, plan = budgeted_steps(cfg, step_for(any_length, donate=False), state, batches, config, eval_rows,
+        steps, plan = budgeted_steps(cfg, step_for(any_length, donate=False), state, batch_at, config, eval_rows,
                                      start, log)
     step_fn = step_for(optimizer_for(cfg, steps))
     log(f"model: {n_params / 1e6:.2f} M params (hidden {cfg.hidden_size}, {cfg.layers} layers, vocab "
@@ -289,11 +324,12 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
         + (f"; mesh {cfg.mesh}" if mesh is not None else ""))
 
     # Training.
-    bar = tqdm(range(first, steps), initial=first, total=steps, desc="training", unit="step", dynamic_ncols=True)
+    bar = tqdm(range(first, steps), initial=first, total=steps, desc="training", unit="step", dynamic_ncols=True,
+               disable=not writer)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     t_last, pending = time.perf_counter(), []
     for step in bar:
-        state, metrics = step_fn(state, batches.batch_at(step))
+        state, metrics = step_fn(state, batch_at(step))
         done = step + 1
         pending.append((done, metrics["loss"]))
         evaluate = done % cfg.eval_every == 0 or done == steps
@@ -313,16 +349,18 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
 
     # Report, plot, sample, export.
     final_eval = evals[-1][1] if evals else float("nan")
-    plot_losses(history, evals, entropy, out / "loss_curve.png")
-    params = jax.device_get(state.params)
+    if writer:
+        plot_losses(history, evals, entropy, out / "loss_curve.png")
+    params = jax.tree.map(fetch, state.params)  # every process gathers (a collective), then samples alike
     model = Model(dataclasses.replace(config, compute_dtype=None), params, spec)
     prompt = tokenizer(cfg.sample_prompt)
     seqs = model.generate(prompt["input_ids"], attention_mask=prompt["attention_mask"],
                           max_new_tokens=cfg.sample_tokens, do_sample=True, temperature=0.8, top_k=40, seed=cfg.seed)
     sample = cfg.sample_prompt + tokenizer.decode(seqs[0, prompt["input_ids"].shape[1]:])
-    export = save_pretrained(model, out / "hf")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (export / name).write_bytes((tok_dir / name).read_bytes())
+    export = save_pretrained(model, out / "hf")  # process 0 writes
+    if writer:
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (export / name).write_bytes((tok_dir / name).read_bytes())
 
     summary = {
         "params": n_params, "steps": steps, "budget": plan, "tokens_seen": steps * tokens_per_step,
@@ -331,7 +369,9 @@ def run(cfg: PretrainConfig, spec: HeadSpec, save_pretrained: Callable[[Model, P
         "seconds": train_seconds, "job_seconds": time.perf_counter() - start, "sample": sample,
         "export": str(export), "config": dataclasses.asdict(cfg),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if writer:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    barrier("jaxzoo_pretrain_done")
     log(f"held-out loss {final_eval:.3f} nats/token vs unigram entropy {entropy:.3f} "
         f"({entropy - final_eval:.2f} below); {train_seconds / 60:.1f} min")
     log(f"sample: {sample!r}")
