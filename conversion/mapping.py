@@ -57,14 +57,21 @@ class Rule:
         shape = param_shape[1:] if self.stacked else param_shape
         return tuple(TRANSFORMS[self.transform][2](tuple(shape)))
 
-    def read_box(self, read: Callable, names: Sequence[str], box: tuple[slice, ...]) -> np.ndarray:
-        """The part ``box`` (one slice per param dim) of the param, reading only what it needs of its HF tensors
-        ``names`` (as hf_names gives them) with ``read(name, hf_box) -> array``: a stacked rule reads only the
-        layers in ``box[0]``, and each tensor only the box that the transform maps onto."""
+    def read_box(self, read: Callable, names: Sequence[str], box: tuple[slice, ...], dtype) -> np.ndarray:
+        """The part ``box`` (one slice per param dim) of the param as ``dtype``, reading only what it needs of its
+        HF tensors ``names`` (as hf_names gives them) with ``read(name, hf_box) -> array``: a stacked rule reads
+        only the layers in ``box[0]``, and each tensor only the box that the transform maps onto. Layers are
+        read and cast one at a time into the result, so the host holds the part plus one layer, never twice."""
         fwd, hf_box = TRANSFORMS[self.transform][0], TRANSFORMS[self.transform][3]
-        if self.stacked:
-            return np.stack([fwd(read(n, hf_box(box[1:]))) for n in names[box[0].start:box[0].stop]])
-        return fwd(read(names[0], hf_box(box)))
+        if not self.stacked:
+            return np.asarray(fwd(read(names[0], hf_box(box))), dtype)
+        out = None
+        for k, name in enumerate(names[box[0].start:box[0].stop]):
+            layer = fwd(read(name, hf_box(box[1:])))
+            if out is None:
+                out = np.empty((box[0].stop - box[0].start,) + layer.shape, dtype)
+            out[k] = layer
+        return out
 
     def to_hf(self, array: np.ndarray) -> list[np.ndarray]:
         back = TRANSFORMS[self.transform][1]

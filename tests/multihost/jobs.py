@@ -93,19 +93,30 @@ def load(checkpoint: str, mesh: list[int]) -> dict:
             "params": flat(model.params), "logits": fetch(logits), "process": jax.process_index()}
 
 
+def setup(checkpoint: str, mesh_shape: list[int]):
+    """(mesh, model loaded onto it, a fresh train state placed by the rules, the jitted train step)."""
+    mesh = mesh_of(mesh_shape)
+    model = conversion.from_pretrained(checkpoint, mesh=mesh, progress=False)
+    tx = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=1, total_steps=10))
+    state = init_train_state(model.params, tx, jax.random.PRNGKey(1))
+    step_fn = make_train_step(model.spec.forward, model.config, tx, mesh=mesh, rules=PARTITION_RULES,
+                              state_example=state)
+    return mesh, model, jax.device_put(state, step_fn.shardings), step_fn
+
+
+def several(calls: list) -> list:
+    """Run several of these jobs one after the other in the same processes ([[name, kwargs], ...]): one start-up
+    of JAX and one set of processes for all of them."""
+    return [globals()[name](**kwargs) for name, kwargs in calls]
+
+
 def train(checkpoint: str, mesh: list[int], steps: int, ckpt_dir: str | None = None, save_every: int = 0,
           resume: bool = False, kill_process: int | None = None, kill_after_save: int | None = None,
           export_dir: str | None = None) -> dict:
     """Load, then train ``steps`` steps of AdamW on the mesh, each process feeding its own rows; optionally save
     every ``save_every`` steps (async), resume from the last complete checkpoint, SIGKILL process
     ``kill_process`` right after the save of step ``kill_after_save`` is started, and export to HF format."""
-    mesh = mesh_of(mesh)
-    model = conversion.from_pretrained(checkpoint, mesh=mesh, progress=False)
-    tx = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=1, total_steps=10))
-    state = init_train_state(model.params, tx, jax.random.PRNGKey(1))
-    step_fn = make_train_step(model.spec.forward, model.config, tx, mesh=mesh, rules=PARTITION_RULES,
-                              state_example=state)
-    state = jax.device_put(state, step_fn.shardings)
+    mesh, model, state, step_fn = setup(checkpoint, mesh)
     ckpt = Checkpointer(ckpt_dir, max_to_keep=2) if ckpt_dir else None
     first = 0
     if resume and ckpt.latest_step() is not None:
@@ -122,7 +133,8 @@ def train(checkpoint: str, mesh: list[int], steps: int, ckpt_dir: str | None = N
                 os.kill(os.getpid(), signal.SIGKILL)  # the save of this step is in flight
     if ckpt is not None:
         ckpt.close()
-    out = {"first": first, "losses": losses, "params": flat(state.params), "step": int(fetch(state.step))}
+    out = {"first": first, "losses": losses, "params": flat(state.params), "step": int(fetch(state.step)),
+           "opt_state": [fetch(x) for x in jax.tree.leaves(state.opt_state)]}
     if export_dir:
         trained = Model(model.config, state.params, model.spec, mesh=mesh)
         conversion.save_pretrained(trained, export_dir)
@@ -131,14 +143,9 @@ def train(checkpoint: str, mesh: list[int], steps: int, ckpt_dir: str | None = N
 
 def restore(checkpoint: str, ckpt_dir: str, mesh: list[int]) -> dict:
     """Restore the newest checkpoint of a run (saved on any process count and mesh) onto this job's mesh."""
-    mesh = mesh_of(mesh)
-    model = conversion.from_pretrained(checkpoint, mesh=mesh, progress=False)
-    tx = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=1, total_steps=10))
-    state = init_train_state(model.params, tx, jax.random.PRNGKey(1))
-    step_fn = make_train_step(model.spec.forward, model.config, tx, mesh=mesh, rules=PARTITION_RULES,
-                              state_example=state)
-    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
-                          step_fn.shardings)
+    _, _, state, _ = setup(checkpoint, mesh)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
     with Checkpointer(ckpt_dir) as ckpt:
         step, state, _ = ckpt.restore(target)
-    return {"step": step, "params": flat(state.params), "opt_state": [fetch(x) for x in jax.tree.leaves(state.opt_state)]}
+    return {"step": step, "params": flat(state.params),
+            "opt_state": [fetch(x) for x in jax.tree.leaves(state.opt_state)]}

@@ -21,6 +21,7 @@ from tests.multihost.harness import run_processes
 TOPOLOGIES = {"2x4": (2, 4), "4x2": (4, 2)}
 STEPS = 4
 MESH = [2, 2, 2]  # data x fsdp x tensor: every axis splits something
+LOAD_MESH = [1, 8, 1]  # FSDP over every device: each process holds 1/processes of each matrix
 # What a process reads besides tensor bytes: safetensors headers, the index, config.json, source files of lazy
 # imports.
 OVERHEAD = 256 * 1024
@@ -32,94 +33,105 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference_load(checkpoint):
-    return jobs.load(checkpoint, [1, 8, 1])
+def reference(checkpoint, tmp_path_factory):
+    """One process, 8 devices: the load, and STEPS steps with the HF export at the end."""
+    out = tmp_path_factory.mktemp("reference")
+    return {"load": jobs.load(checkpoint, LOAD_MESH),
+            "train": jobs.train(checkpoint, MESH, STEPS, export_dir=str(out / "hf")), "hf": out / "hf"}
 
 
 @pytest.fixture(scope="module")
-def reference_train(checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    result = jobs.train(checkpoint, MESH, STEPS, export_dir=str(out / "hf"))
-    return result, out / "hf"
+def two_by_four(checkpoint, tmp_path_factory):
+    """2 processes x 4 devices: the load, then STEPS steps with a checkpoint every 2 steps and the HF export."""
+    out = tmp_path_factory.mktemp("two_by_four")
+    calls = [["load", dict(checkpoint=checkpoint, mesh=LOAD_MESH)],
+             ["train", dict(checkpoint=checkpoint, mesh=MESH, steps=STEPS, ckpt_dir=str(out / "ckpt"), save_every=2,
+                            export_dir=str(out / "hf"))]]
+    results = run_processes("tests.multihost.jobs:several", 2, 4, args={"calls": calls})
+    return [dict(zip(("load", "train"), r.value)) for r in results], out
+
+
+@pytest.fixture(scope="module")
+def four_by_two(checkpoint, two_by_four):
+    """4 processes x 2 devices: the load, STEPS steps, and a restore of the 2 x 4 run's checkpoint onto another
+    mesh."""
+    calls = [["load", dict(checkpoint=checkpoint, mesh=LOAD_MESH)],
+             ["train", dict(checkpoint=checkpoint, mesh=MESH, steps=STEPS)],
+             ["restore", dict(checkpoint=checkpoint, ckpt_dir=str(two_by_four[1] / "ckpt"), mesh=[1, 4, 2])]]
+    results = run_processes("tests.multihost.jobs:several", 4, 2, args={"calls": calls})
+    return [dict(zip(("load", "train", "restore"), r.value)) for r in results]
+
+
+def per_process(topology: str, request) -> list[dict]:
+    return request.getfixturevalue("two_by_four")[0] if topology == "2x4" else request.getfixturevalue("four_by_two")
 
 
 def assert_same_params(got: dict, want: dict, atol: float = 0.0) -> None:
+    """Equal params, bit for bit unless ``atol`` is given."""
     assert got.keys() == want.keys()
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=atol, err_msg=name)
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-def test_each_process_reads_only_its_share(checkpoint, reference_load, topology):
-    processes, devices = TOPOLOGIES[topology]
-    results = [r.value for r in run_processes("tests.multihost.jobs:load", processes, devices,
-                                              args={"checkpoint": checkpoint, "mesh": [1, 8, 1]})]
-    total = reference_load["bytes_read"]
+def test_each_process_reads_only_its_share(reference, topology, request):
+    results = [r["load"] for r in per_process(topology, request)]
+    want = reference["load"]
+    total = sum(a.nbytes for a in want["params"].values())  # float32 params of a float32 file: the tensor bytes
+    # One process on 8 devices holds and reads every tensor once.
+    assert want["unique_local_bytes"] == total
+    assert total <= want["bytes_read"] <= total + OVERHEAD
     for r in results:
-        # The params hold exactly what the file holds (float32 both), so a process's share is what its devices
-        # keep; it reads that and nothing else, far less than the whole file.
+        # A process keeps its devices' shards of each param (FSDP: 1/processes of each matrix) and reads those
+        # bytes of the file and no others.
+        assert r["unique_local_bytes"] < total / TOPOLOGIES[topology][0] * 1.1
         assert r["unique_local_bytes"] <= r["bytes_read"] <= r["unique_local_bytes"] + OVERHEAD, r
-        assert_same_params(r["params"], reference_load["params"])
-        np.testing.assert_allclose(r["logits"], reference_load["logits"], rtol=0, atol=1e-5)
-    # One process on 8 devices reads the whole file once.
-    assert reference_load["unique_local_bytes"] == sum(a.nbytes for a in reference_load["params"].values())
-    assert reference_load["unique_local_bytes"] <= total <= reference_load["unique_local_bytes"] + OVERHEAD
+        assert_same_params(r["params"], want["params"])
+        np.testing.assert_allclose(r["logits"], want["logits"], rtol=0, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(checkpoint, tmp_path_factory):
-    """STEPS steps on 2 processes x 4 devices, a checkpoint every 2 steps, the HF export at the end."""
-    out = tmp_path_factory.mktemp("uninterrupted")
-    results = run_processes("tests.multihost.jobs:train", 2, 4, args=dict(
-        checkpoint=checkpoint, mesh=MESH, steps=STEPS, ckpt_dir=str(out / "ckpt"), save_every=2,
-        export_dir=str(out / "hf")))
-    return [r.value for r in results], out
-
-
-@pytest.mark.parametrize("topology", ["2x4", "4x2"])
-def test_train_step_across_processes_equals_one_process(checkpoint, reference_train, uninterrupted, topology):
-    if topology == "2x4":
-        results = uninterrupted[0]
-    else:
-        results = [r.value for r in run_processes("tests.multihost.jobs:train", 4, 2, args=dict(
-            checkpoint=checkpoint, mesh=MESH, steps=STEPS))]
-    want = reference_train[0]
-    for r in results:
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_train_step_across_processes_equals_one_process(reference, topology, request):
+    want = reference["train"]
+    for r in (r["train"] for r in per_process(topology, request)):
+        # Reductions over hosts sum in another order than on one host: equal to float32 rounding.
         np.testing.assert_allclose(r["losses"], want["losses"], rtol=0, atol=1e-6)
         assert r["step"] == STEPS
         assert_same_params(r["params"], want["params"], atol=1e-6)
+        for a, b in zip(r["opt_state"], want["opt_state"]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
-def test_hf_export_by_process_zero_equals_one_process_export(reference_train, uninterrupted):
+def test_hf_export_by_process_zero_equals_one_process_export(reference, two_by_four):
     import conversion
     from safetensors.numpy import load_file
-    results, out = uninterrupted
-    got, want = out / "hf", reference_train[1]
+    results, out = two_by_four
+    got, want = out / "hf", reference["hf"]
     assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
     assert (got / "config.json").read_text() == (want / "config.json").read_text()
     a, b = load_file(got / "model.safetensors"), load_file(want / "model.safetensors")
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=name)
+    assert_same_params(a, b, atol=1e-6)  # as the trained params (test_train_step_across_processes_...)
     # The export holds exactly the trained (gathered) params of the job.
     reloaded = jobs.flat(conversion.from_pretrained(got, progress=False).params)
-    assert_same_params(reloaded, results[0]["params"])
+    assert_same_params(reloaded, results[0]["train"]["params"])
 
 
 @pytest.mark.parametrize("where", ["4x2", "one process"])
-def test_checkpoint_restores_on_another_process_count_and_mesh(checkpoint, uninterrupted, where):
-    results, out = uninterrupted
-    args = dict(checkpoint=checkpoint, ckpt_dir=str(out / "ckpt"), mesh=[1, 4, 2])
+def test_checkpoint_restores_on_another_process_count_and_mesh(checkpoint, two_by_four, where, request):
+    results, out = two_by_four
     if where == "4x2":
-        restored = [r.value for r in run_processes("tests.multihost.jobs:restore", 4, 2, args=args)]
+        restored = [r["restore"] for r in request.getfixturevalue("four_by_two")]
     else:
-        restored = [jobs.restore(**args)]
+        restored = [jobs.restore(checkpoint=checkpoint, ckpt_dir=str(out / "ckpt"), mesh=[1, 4, 2])]
+    want = results[0]["train"]
     for r in restored:
         assert r["step"] == STEPS
-        assert_same_params(r["params"], results[0]["params"])  # bit for bit
+        assert_same_params(r["params"], want["params"])  # bit for bit
+        for a, b in zip(r["opt_state"], want["opt_state"]):
+            np.testing.assert_array_equal(a, b)
 
 
-def test_host_killed_during_async_save_ends_the_job_and_a_restart_resumes_exactly(checkpoint, uninterrupted,
+def test_host_killed_during_async_save_ends_the_job_and_a_restart_resumes_exactly(checkpoint, two_by_four,
                                                                                  tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
     args = dict(checkpoint=checkpoint, mesh=MESH, steps=STEPS, ckpt_dir=ckpt_dir, save_every=2)
@@ -131,7 +143,7 @@ def test_host_killed_during_async_save_ends_the_job_and_a_restart_resumes_exactl
     assert "stopped sending heartbeats" in crashed[0].stderr, crashed[0].stderr[-3000:]
     # The save of the last step never completed; the restart resumes from step 2 and ends bit-identical.
     resumed = [r.value for r in run_processes("tests.multihost.jobs:train", 2, 4, args=dict(args, resume=True))]
-    want = uninterrupted[0][0]
+    want = two_by_four[0][0]["train"]
     for r in resumed:
         assert r["first"] == 2
         np.testing.assert_array_equal(r["losses"], want["losses"][2:])
