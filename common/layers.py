@@ -7,12 +7,14 @@ these functions see them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from common.quantization import QArray, weight
 from common.sharding import explicit_spec, like, spec_of
 
 Params = dict
@@ -53,7 +55,7 @@ def matmul(x: jax.Array, w: jax.Array, *, transposed: bool = False) -> jax.Array
     kernels: ~2x the float32 GEMM rate instead of ~0.7x). XLA:CPU's bf16 matrix-*vector* path is ~10x
     slower than its matrix-matrix path, so a single-row product (batch-1 decoding) is padded to two rows.
     """
-    w = w.astype(x.dtype)
+    w = weight(w, x.dtype)  # a quantized weight is dequantized here, in x's dtype
     lead, k = x.shape[:-1], x.shape[-1]
     out = w.shape[0] if transposed else w.shape[-1]
     if x.dtype == jnp.float32 or x.dtype == jnp.float64:
@@ -164,14 +166,22 @@ def embed(p: Params, ids: jax.Array, dtype, padding_idx: int | None = None) -> j
 
     ``padding_idx`` mirrors torch's ``nn.Embedding(padding_idx=...)``: that row receives no gradient.
     """
-    # Under Explicit mesh axes the rows follow the ids' (batch) split and the features are replicated: JAX
-    # cannot infer it when the table's feature split shares an axis with the batch split (FSDP).
-    rows = p["embedding"].at[ids].get(mode="fill", out_sharding=explicit_spec(ids.shape + (p["embedding"].shape[1],),
-                                                                             *spec_of(ids), None))
-    x = rows.astype(dtype)
+    table = p["embedding"]
+    if isinstance(table, QArray):  # the rows' int values and their own scales, dequantized
+        x = weight(dataclasses.replace(table, qvalue=_rows(table.qvalue, ids), scale=_rows(table.scale, ids)), dtype)
+    else:
+        x = _rows(table, ids).astype(dtype)
     if padding_idx is not None:
         x = jnp.where((ids == padding_idx)[..., None], jax.lax.stop_gradient(x), x)
     return x
+
+
+def _rows(table: jax.Array, ids: jax.Array) -> jax.Array:
+    """table[ids] ([rows, dim] -> [..., dim]). Under Explicit mesh axes the rows follow the ids' (batch) split and
+    the features are replicated: JAX cannot infer it when the table's feature split shares an axis with the
+    batch split (FSDP)."""
+    return table.at[ids].get(mode="fill", out_sharding=explicit_spec(ids.shape + (table.shape[1],), *spec_of(ids),
+                                                                     None))
 
 
 def rms_norm(p: Params, x: jax.Array, eps: float) -> jax.Array:

@@ -53,6 +53,7 @@ import numpy as np
 from common.attention_impls import SLIDING_WINDOW
 from common.kernels.ops import pallas_attention
 from common.layers import dense, dropout, fold_rng
+from common.quantization import weight
 from common.sharding import BATCH, constrain, replicate
 from common.validation import host_value, on_device
 
@@ -158,7 +159,7 @@ def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate,
     folded = idx.shape[1] * num_heads < h
     if folded:
         # The weights enter raw einsums here: gathered whole (a no-op outside Explicit mesh axes), as dense() does.
-        wk = replicate(p["key_global"]["kernel"]).astype(hidden.dtype).reshape(h, num_heads, d)
+        wk = replicate(weight(p["key_global"]["kernel"], hidden.dtype)).reshape(h, num_heads, d)
         bk = replicate(p["key_global"]["bias"]).astype(hidden.dtype).reshape(num_heads, d)
         qk = jnp.einsum("bhxd,ehd->bhxe", qg, wk, **f32).astype(hidden.dtype)  # [B, heads, X, H]
         s = jnp.einsum("bhxe,bte->bhxt", qk, hidden, **f32) + jnp.einsum("bhxd,hd->bhx", qg, bk, **f32)[..., None]
@@ -171,7 +172,7 @@ def _global_rows(p, hidden, num_heads, idx, slot_valid, attention_mask, *, rate,
     probs = jax.nn.softmax(s, axis=-1).astype(hidden.dtype)
     probs = dropout(probs, rate, deterministic=deterministic, rng=rng)
     if folded:
-        wv = replicate(p["value_global"]["kernel"]).astype(hidden.dtype).reshape(h, num_heads, d)
+        wv = replicate(weight(p["value_global"]["kernel"], hidden.dtype)).reshape(h, num_heads, d)
         bv = replicate(p["value_global"]["bias"]).astype(jnp.float32).reshape(num_heads, d)
         ph = jnp.einsum("bhxt,bte->bhxe", probs, hidden, **f32).astype(hidden.dtype)  # [B, heads, X, H]
         out = jnp.einsum("bhxe,ehd->bhxd", ph, wv, **f32)

@@ -22,6 +22,7 @@ from common import continuous
 from common.beam_search import beam_search
 from common.family import HeadSpec
 from common.generation import GenerationConfig, generate
+from common.quantization import float_dtype
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
@@ -209,7 +210,7 @@ class Model:
             raise ValueError(f"{'decoder ' if seq2seq else ''}prompt length {ids.shape[1]} + max_new_tokens "
                              f"{max_new_tokens} is past {table}={limit}; the total must be <= {limit}")
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
-        dtype = getattr(cfg, "compute_dtype", None) or jax.tree.leaves(self.params)[0].dtype
+        dtype = getattr(cfg, "compute_dtype", None) or float_dtype(self.params)
         steps = dict(init_cache=hooks.init_cache, cached_step=hooks.cached_step,
                      decoding_params=hooks.decoding_params)
         if slots is not None:

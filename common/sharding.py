@@ -33,6 +33,7 @@ from typing import Sequence
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from qwix import QArray
 
 AXES = ("data", "fsdp", "tensor")
 BATCH = ("data", "fsdp")  # the mesh axes a batch dimension is split over
@@ -108,12 +109,18 @@ def split_axes(mesh, entry):
 
 
 def tree_specs(tree, rules: Rules, mesh: Mesh):
-    """PartitionSpecs for a tree of arrays or ShapeDtypeStructs (same structure)."""
+    """PartitionSpecs for a tree of arrays or ShapeDtypeStructs (same structure). A quantized param (a
+    ``qwix.QArray``) is split like the float param it stands for: its int values by the param's rule, its scales
+    along the same axes where they divide (an axis of scales shared by all entries, size 1, is replicated)."""
     def one(path, leaf):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        return spec_for(name, np.shape(leaf), rules, mesh)
+        spec = spec_for(name, np.shape(leaf), rules, mesh)
+        if isinstance(leaf, QArray):
+            entries = tuple(spec) + (None,) * (leaf.ndim - len(spec))
+            return QArray(qvalue=spec, scale=fitted_spec(mesh, leaf.scale.shape, *entries), qtype=leaf.qtype)
+        return spec
 
-    return jax.tree_util.tree_map_with_path(one, tree)
+    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=lambda x: isinstance(x, QArray))
 
 
 def param_shardings(tree, rules: Rules, mesh: Mesh):

@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 
 from common.distributed import barrier, fetch, is_writer
 from common.model import Model
+from common.quantization import QuantConfig, is_quantized, quant_config_of, quantize_params, quantize_placed
 from common.sharding import param_shardings, place
 from conversion.io import (CheckpointReader, check_config_fields, read_generation_config, read_model_config,
                           write_safetensors)
 from conversion.mapping import get_path, matches_any, modern_name, set_path, tree_paths
-from conversion.orbax_io import is_orbax_dir, restore_params
+from conversion.orbax_io import is_orbax_dir, orbax_quantization, restore_params
 from conversion.registry import ARCHITECTURES, Architecture
 
 
@@ -224,7 +225,8 @@ def place_part(part: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...],
 
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
-                    *, architecture: str | None = None, init_missing=None, progress: bool = True) -> Model:
+                    *, architecture: str | None = None, init_missing=None, progress: bool = True,
+                    quantize=None) -> Model:
     """Load an HF checkpoint directory (or Hub id), or a directory made by ``jaxzoo convert``, into a Model.
 
     dtype: parameter dtype (e.g. jnp.float32, jnp.bfloat16); attention: "reference" | "blocked" | "pallas" |
@@ -234,7 +236,12 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     init_missing: a PRNG key to start a head that the file lacks (e.g. LongformerForSequenceClassification
     from a masked-LM checkpoint): params with no tensor in the file are initialised as ``init_params`` does,
     with a warning naming them. Without it, every absent tensor is an error.
+    quantize: "int8" | "int4" (or a ``common.quantization.QuantConfig``: group size, embeddings, LM head) for
+    weight-only quantized matrices (see :func:`quantize_model`); an Orbax directory written by ``jaxzoo quantize``
+    loads quantized as it was saved.
     """
+    if quantize is not None:
+        quantize = QuantConfig.of(quantize)  # a bad value fails before the checkpoint is read
     directory = resolve_directory(path_or_hub_id)
     hf_config = read_model_config(directory / "config.json")
     arch = architecture_for(hf_config, architecture)
@@ -242,6 +249,11 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     config = arch.config_class.from_hf_dict(hf_config, attention_impl=attention)
     if is_orbax_dir(directory):
         target = expected_tree(arch, config, dtype)
+        saved = orbax_quantization(directory)
+        if saved is not None:
+            if quantize is not None:
+                raise ValueError(f"{directory} holds params already quantized ({saved}); load it without quantize=")
+            target = jax.eval_shape(lambda p: quantize_params(p, QuantConfig(**saved)), target)
         if mesh is not None:
             target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), target,
                                   param_shardings(target, arch.partition_rules, mesh))
@@ -251,7 +263,18 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
                              init_missing=init_missing)
     gen_path = directory / "generation_config.json"
     generation_config = read_generation_config(gen_path) if gen_path.exists() else None
-    return Model(config, params, arch.spec, generation_config, mesh=mesh)
+    model = Model(config, params, arch.spec, generation_config, mesh=mesh)
+    return quantize_model(model, quantize) if quantize is not None else model
+
+
+def quantize_model(model: Model, how="int8") -> Model:
+    """The model with weight-only quantized matrices (``how``: "int8", "int4" or a QuantConfig), placed as the
+    model's own params are (on its mesh, by its partition rules). Computation stays in the model's dtype: each
+    weight is dequantized where it is used."""
+    if is_quantized(model.params):
+        raise ValueError(f"the model is already quantized ({quant_config_of(model.params)})")
+    params = quantize_placed(model.params, QuantConfig.of(how), model.partition_rules, model.mesh)
+    return Model(model.config, params, model.spec, model.generation_config, mesh=model.mesh)
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -288,6 +311,11 @@ def save_pretrained(model: Model, out_dir: str | os.PathLike, max_shard_size: in
     never leaves a half-written checkpoint behind. In a multi-process job every process must call it (each
     param is gathered from all of them); process 0 alone writes, and all return once the files are in place.
     """
+    if is_quantized(model.params):
+        raise ValueError(f"save_pretrained writes float Hugging Face checkpoints, and this model's weights are "
+                         f"quantized ({quant_config_of(model.params)}): save it as an Orbax directory (jaxzoo "
+                         "quantize, conversion.orbax_io.save_orbax), or dequantize on purpose first "
+                         "(common.quantization.dequantize_params)")
     tensors = hf_tensors(model)
     hf_config = model.config.to_hf_dict()
     hf_config["architectures"] = [model.architecture]

@@ -2,6 +2,7 @@
 
     jaxzoo generate --checkpoint DIR --prompt TEXT [--max-new-tokens N] [--do-sample ...]
     jaxzoo convert SRC DST            HF directory -> Orbax directory, or an Orbax directory -> HF directory
+    jaxzoo quantize SRC DST --bits 8|4  int8 / int4 weights, written as an Orbax directory
     jaxzoo demo-checkpoint DIR        a small random-weight Llama + a tokenizer trained on local text
     jaxzoo combine-lilt TEXT LAYOUT OUT  a LiLT checkpoint: RoBERTa / XLM-R text weights + a LiLT layout stream
     jaxzoo train [--time-budget MIN]  pre-train a small Llama on local text (the main job; defaults built in)
@@ -70,6 +71,25 @@ def cmd_convert(args) -> int:
         kind = "Orbax checkpoint"
     copy_tokenizer_files(src, dst)
     print(f"wrote {kind} of {model.architecture} to {dst}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from common.quantization import QuantConfig, param_bytes
+    from conversion.api import from_pretrained, quantize_model, resolve_directory
+    from conversion.orbax_io import copy_tokenizer_files, save_orbax
+
+    qc = QuantConfig(bits=args.bits, group_size=args.group_size, embeddings=args.embeddings, lm_head=args.lm_head)
+    src = resolve_directory(args.src)
+    model = from_pretrained(src, dtype=_dtype(args.dtype), progress=not args.quiet)
+    before = param_bytes(model.params)
+    model = quantize_model(model, qc)
+    hf_config = dict(model.config.to_hf_dict(), architectures=[model.architecture])
+    save_orbax(model.params, hf_config, Path(args.dst), model.generation_config, quantization=qc.to_dict())
+    copy_tokenizer_files(src, Path(args.dst))
+    after = param_bytes(model.params)
+    print(f"wrote {model.architecture} with int{args.bits} weights to {args.dst}: params {before / 1e6:.1f} MB -> "
+          f"{after / 1e6:.1f} MB ({after / before:.2f}x)")
     return 0
 
 
@@ -228,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=DTYPES, default="float32")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_convert)
+
+    q = sub.add_parser("quantize", help="a checkpoint with int8 / int4 weights, as an Orbax directory that "
+                       "from_pretrained, pipelines and generate load quantized")
+    q.add_argument("src", help="HF checkpoint directory (or Hub id), or a converted Orbax directory")
+    q.add_argument("dst", help="new directory for the quantized Orbax checkpoint")
+    q.add_argument("--bits", type=int, choices=(8, 4), default=8, help="8: per output channel; 4: in groups")
+    q.add_argument("--group-size", type=int, default=128, help="int4: inputs that share a scale (default 128)")
+    q.add_argument("--embeddings", action="store_true", help="also quantize the embedding tables")
+    q.add_argument("--lm-head", action="store_true", help="also quantize the LM head (vocabulary projection)")
+    q.add_argument("--dtype", choices=DTYPES, default="float32", help="the dtype the model computes in")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_quantize)
 
     d = sub.add_parser("demo-checkpoint", help="write a small random-weight Llama and a locally trained tokenizer")
     d.add_argument("dir")

@@ -7,6 +7,8 @@ Layout of a converted directory::
     DIR/tokenizer*.json         copied from the source when present
     DIR/params/                 Orbax StandardCheckpointer tree
     DIR/jaxzoo.json             {"format": "orbax-params", "version": 1}: marks the directory as ours
+                                (+ "quantization": {"bits", "group_size", "embeddings", "lm_head"} for a
+                                quantized model: common.quantization.QuantConfig)
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+from common.files import read_json
 
 MARKER = "jaxzoo.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
@@ -32,7 +36,10 @@ def copy_tokenizer_files(src: Path, dst: Path) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def save_orbax(params, hf_config: dict, dst: Path, generation_config: dict | None = None) -> Path:
+def save_orbax(params, hf_config: dict, dst: Path, generation_config: dict | None = None,
+               quantization: dict | None = None) -> Path:
+    """Write the params with Orbax and the configs beside them; ``quantization`` (a QuantConfig as a dict) marks
+    quantized params, so that loading rebuilds their structure."""
     dst = Path(dst).absolute()
     if (dst / "params").exists():
         raise FileExistsError(f"{dst / 'params'} already exists; choose an empty destination")
@@ -44,8 +51,16 @@ def save_orbax(params, hf_config: dict, dst: Path, generation_config: dict | Non
     if generation_config:
         (dst / "generation_config.json").write_text(json.dumps(generation_config, indent=2))
     # Written last: a directory without the marker is never taken for a finished conversion.
-    (dst / MARKER).write_text(json.dumps({"format": "orbax-params", "version": 1}))
+    marker = {"format": "orbax-params", "version": 1}
+    if quantization is not None:
+        marker["quantization"] = quantization
+    (dst / MARKER).write_text(json.dumps(marker))
     return dst
+
+
+def orbax_quantization(path: Path) -> dict | None:
+    """The QuantConfig (as a dict) an Orbax directory's params were quantized with, or None for float params."""
+    return read_json(Path(path) / MARKER).get("quantization")
 
 
 def restore_params(src: Path, abstract_tree):
