@@ -5,7 +5,9 @@ array: ``qvalue`` (int8 / int4, the array's shape) and ``scale`` (float, the sam
 share a scale). It is a pytree, so quantized params go through ``jit``, ``lax.scan`` over stacked layers (each
 layer's slice is again a QArray), sharding and Orbax unchanged. Every product dequantizes its weight into the
 compute dtype where it is used (:func:`weight`; ``common.layers.matmul`` / ``embed``), so activations and the
-arithmetic stay in the model's dtype and only the stored weights shrink.
+arithmetic stay in the model's dtype and only the stored weights shrink. One exception, for speed, not
+meaning: on CPU an int8 matrix multiplies on the int8 units, its float activations split exactly into int8
+digits (``common.layers._int8_matmul``; as accurate as the float32 product, and no float copy of the weight).
 
 What is quantized (:func:`targets`): every matrix (a ``kernel`` of rank >= 2, stacked or not) of every family,
 heads included. Embedding tables (``embedding``) and the LM head (the output projection onto the vocabulary,

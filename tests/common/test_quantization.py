@@ -13,6 +13,7 @@ one more.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -23,9 +24,10 @@ import numpy as np
 import pytest
 
 import conversion
+from common import layers
 from common.model import Model
 from common.quantization import (QArray, QuantConfig, dequantize_params, param_bytes, quant_config_of,
-                                 quantize_params)
+                                 quantize_array, quantize_params, weight)
 from conversion.cli import main
 from conversion.orbax_io import MARKER, save_orbax
 from tests.common.test_explicit_mesh import FAMILIES, HEADS, inputs_for, splittable_matrix
@@ -473,3 +475,134 @@ def test_cli_group_size_error(checkpoints, tmp_path, capsys):
                  "--quiet"]) == 2
     assert re.search(r"group_size = 48 does not divide layers/\S+/kernel's", capsys.readouterr().err)
     assert not (tmp_path / "q" / MARKER).exists()
+
+
+# ------------------------------------------------------- the int8 product on CPU (common.layers._int8_matmul)
+def _int8_weight(transposed: bool, k: int = 768, out: int = 384):
+    """A per-channel int8 weight: a kernel [k, out] or (transposed) a table [out, k], as the model holds them; large
+    enough (layers.INT8_MIN_WEIGHT) for the int8 product."""
+    w = jax.random.normal(jax.random.key(7), (out, k) if transposed else (k, out), jnp.float32)
+    return quantize_array(w, "table" if transposed else "kernel", QuantConfig())
+
+
+def _product(x, q, transposed):
+    return jax.jit(lambda x, q: layers.matmul(x, q, transposed=transposed))(x, q)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_int8_product_runs_on_int8_units_and_is_as_accurate_as_float32(transposed):
+    """The product of float32 activations and an int8 weight is at least as close to the exact product (float64
+    over the dequantized weight) as float32's own product over the dequantized weight, and it is computed by an
+    int8 x int8 -> int32 product (no float copy of the weight)."""
+    q = _int8_weight(transposed)
+    x = jax.random.normal(jax.random.key(1), (3, 5, 768), jnp.float32) * jnp.exp(
+        jax.random.normal(jax.random.key(2), (3, 5, 768)))  # entries over several orders of magnitude
+    w = np.asarray(weight(q, jnp.float32), np.float64)
+    exact = np.asarray(x, np.float64) @ (w.T if transposed else w)
+    got = np.asarray(_product(x, q, transposed), np.float64)
+    float32 = np.asarray(_product(x, weight(q, jnp.float32), transposed), np.float64)
+    assert np.abs(got - exact).max() <= np.abs(float32 - exact).max()
+    assert on_int8_units(lambda x, q: layers.matmul(x, q, transposed=transposed), x, q)
+
+
+def on_int8_units(fn, *args) -> bool:
+    """Whether ``fn(*args)`` has an int8 x int8 -> int32 product."""
+    return "preferred_element_type=int32" in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_int8_product_only_where_it_pays():
+    """Many rows (compute-bound) or a small weight (cached): the weight is dequantized instead."""
+    q = _int8_weight(False)
+    product = lambda x, q: layers.matmul(x, q)  # noqa: E731
+    assert on_int8_units(product, jnp.ones((layers.INT8_MAX_ROWS, 768)), q)
+    assert not on_int8_units(product, jnp.ones((layers.INT8_MAX_ROWS + 1, 768)), q)
+    small = _int8_weight(False, k=96, out=40)
+    assert not on_int8_units(product, jnp.ones((1, 96)), small)
+    assert not on_int8_units(product, jnp.ones((1, 768)), quantize_array(jnp.ones((768, 384)), "kernel",
+                                                                            QuantConfig(bits=4, group_size=128)))
+
+
+def test_int8_product_in_bfloat16_rounds_once():
+    """bfloat16 activations: the product is the exact one rounded once to bfloat16 (half a unit in the last place,
+    at most 2^-8 relative: 8 significant bits)."""
+    q = _int8_weight(False)
+    x = jax.random.normal(jax.random.key(3), (4, 768), jnp.float32).astype(jnp.bfloat16)
+    w = np.asarray(weight(q, jnp.float32), np.float64)
+    exact = np.asarray(x.astype(jnp.float32), np.float64) @ w
+    got = np.asarray(_product(x, q, False).astype(jnp.float32), np.float64)
+    assert _product(x, q, False).dtype == jnp.bfloat16
+    assert np.all(np.abs(got - exact) <= 2.0 ** -8 * np.abs(exact) + 1e-6 * np.abs(exact).max())
+
+
+def test_int8_digits_are_exact():
+    """Each row splits into int8 digits d_i with x = sx * sum_i d_i / 128^i up to half the last digit, sx a power of
+    two, |d_i| <= 127; also for rows whose largest entry sits at or just past 127 * 2^k (where log2 rounds)."""
+    rows = np.random.default_rng(0).standard_normal((6, 50)).astype(np.float32)
+    rows[1, 0] = 127.0 * 2.0 ** 5
+    rows[2, 0] = np.nextafter(np.float32(127.0 * 2.0 ** -3), np.float32(np.inf))
+    rows[3] = 0.0
+    rows[4, :25] *= 1e-6  # small entries next to large ones
+    d, sx = layers._int8_digits(jnp.asarray(rows), 4)
+    d = np.asarray(d, np.float64).reshape(6, 4, 50)
+    sx = np.asarray(sx, np.float64)
+    assert np.abs(d).max() <= 127
+    assert np.all(np.log2(sx) == np.round(np.log2(sx)))
+    rebuilt = sx * sum(d[:, i] / 128.0 ** i for i in range(4))
+    assert np.all(np.abs(rebuilt - rows) <= sx * 0.5 / 128.0 ** 3)
+
+
+def test_int8_product_keeps_non_finite_rows_and_zeros():
+    """A row with NaN or inf gives NaN (its digits mean nothing), never finite numbers; a zero row gives zeros; other
+    rows are untouched."""
+    q = _int8_weight(False)
+    x = jax.random.normal(jax.random.key(4), (4, 768), jnp.float32)
+    x = x.at[0, 3].set(jnp.nan).at[1, 5].set(jnp.inf).at[2].set(0.0)
+    y = np.asarray(_product(x, q, False))
+    assert np.isnan(y[0]).all() and np.isnan(y[1]).all()
+    assert (y[2] == 0).all()
+    np.testing.assert_allclose(y[3], np.asarray(_product(x[3:], q, False))[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_int8_product_gradients(transposed):
+    """Gradients through the int8 product (the digits' rounding is not differentiated) with respect to the
+    activations and the scales: for the loss sum(c * (x @ w)), c @ w.T and sum over rows of c * (x @ q), within
+    float32 rounding (1e-5 of the largest) of their exact values."""
+    q = _int8_weight(transposed)
+    x = jax.random.normal(jax.random.key(5), (6, 768), jnp.float32)
+    c = jax.random.normal(jax.random.key(6), (6, 384), jnp.float32)
+
+    def loss(x, scale):
+        return jnp.sum(c * layers.matmul(x, dataclasses.replace(q, scale=scale), transposed=transposed))
+
+    dx, dscale = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, q.scale)
+    values = np.asarray(q.qvalue, np.float64)
+    values = values.T if transposed else values  # [768, 384]
+    scale = np.asarray(q.scale, np.float64).reshape(-1)
+    c64, x64 = np.asarray(c, np.float64), np.asarray(x, np.float64)
+    want_dx = (c64 * scale) @ values.T
+    want_dscale = np.sum(c64 * (x64 @ values), axis=0).reshape(q.scale.shape)
+    for got, want in ((dx, want_dx), (dscale, want_dscale)):
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_llama_on_int8_units_equals_its_dequantized_float_model(tmp_path):
+    """A Llama whose MLP matrices (64 x 4096) are large enough for the int8 product, with embeddings and LM head
+    quantized too (the tied-layout product over a table): the forward (16 rows) and greedy / beam decoding equal the
+    dequantized float model's, and the decoding program has int8 products."""
+    from tests.llama import hf_llama
+
+    path = save_hf(hf_llama.hf_model("causal_lm", hidden_size=64, intermediate_size=4096, num_hidden_layers=1,
+                                     vocab_size=4096, initializer_range=0.2), tmp_path / "llama")
+    model = conversion.from_pretrained(path, progress=False)
+    quantized = conversion.quantize_model(model, QuantConfig(embeddings=True, lm_head=True))
+    twin = Model(model.config, dequantize_params(quantized.params), model.spec, model.generation_config)
+    ids, mask = hf_llama.left_padded_batch(vocab=4096, lengths=(8, 5))
+    assert_outputs_equal(quantized(input_ids=ids, attention_mask=mask), twin(input_ids=ids, attention_mask=mask),
+                         "llama int8 forward")
+    for kwargs in ({}, {"num_beams": 2}):
+        got = quantized.generate(ids, attention_mask=mask, max_new_tokens=4, **kwargs)
+        np.testing.assert_array_equal(got, twin.generate(ids, attention_mask=mask, max_new_tokens=4, **kwargs))
+    step = lambda q, x: layers.matmul(x, q)  # noqa: E731  (the MLP's up projection at one decoding row)
+    assert on_int8_units(step, jax.tree.map(lambda a: a[0], quantized.params["layers"]["mlp"]["up_proj"]["kernel"]),
+                         jnp.ones((1, 64)))
