@@ -23,8 +23,8 @@ Variants: float32; int8 (one scale per output channel) and int4 (groups along th
 ``QuantConfig`` (matrices only); the same with ``embeddings=True, lm_head=True`` ("+emb+head"). int4 uses group
 128 where 128 divides every quantized input dimension; otherwise (the trained model's MLP is 688 wide) the
 largest group <= 128 that divides all of them, recorded as ``int4_group_size``. For the trained model two extra
-variants, ``int4 g<=128/param`` and ``int4+emb+head g<=128/param``, take for each param the largest group <= 128
-that divides its own input dimension (a tree the library can hold but one QuantConfig cannot describe).
+variants, ``int4 fit groups`` and ``int4+emb+head fit groups`` (``QuantConfig(bits=4, group_size=128,
+fit_groups=True)``), take for each param the largest group <= 128 that divides its own input dimension.
 
 Measured per model and variant: parameter bytes (``common.quantization.param_bytes``: scales included, int4 at 4
 bits; also the bytes the CPU buffers take), the forward time (trained 16x128, Llama 1x512, Longformer 1x1024),
@@ -63,7 +63,7 @@ import conversion  # noqa: E402
 from benchmarks.harness import (build_random_checkpoint, floor_lines, machine_info, machine_line,  # noqa: E402
                                 measure_floor, parse_args_and_setup, write_results)
 from common.model import Model  # noqa: E402
-from common.quantization import QuantConfig, param_bytes, quantize_array, targets  # noqa: E402
+from common.quantization import QuantConfig, param_bytes, targets  # noqa: E402
 
 LLAMA_110M = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
                   intermediate_size=3072, vocab_size=32000, max_position_embeddings=1024, tie_word_embeddings=False)
@@ -101,10 +101,6 @@ def _shared_dim(kind: str, shape) -> int:
     return shape[-2] if kind == "kernel" else shape[-1]
 
 
-def _largest_divisor(n: int, at_most: int) -> int:
-    return max(g for g in range(1, min(n, at_most) + 1) if n % g == 0)
-
-
 def int4_dims(params, embeddings: bool, lm_head: bool) -> dict[str, int]:
     """{param name: the input size its int4 groups split} for every param a 4-bit QuantConfig quantizes."""
     qc = QuantConfig(bits=4, group_size=1, embeddings=embeddings, lm_head=lm_head)
@@ -120,24 +116,6 @@ def uniform_group(params, embeddings: bool, lm_head: bool, want: int = WANT_GROU
     """The largest int4 group size <= want that divides every quantized input dimension (one QuantConfig)."""
     dims = set(int4_dims(params, embeddings, lm_head).values())
     return max(g for g in range(1, want + 1) if all(d % g == 0 for d in dims))
-
-
-def quantize_int4_per_param(model: Model, embeddings: bool, lm_head: bool,
-                            want: int = WANT_GROUP) -> tuple[Model, dict[str, int]]:
-    """int4 with each param's own group: the largest <= want that divides its input dimension (what one
-    QuantConfig cannot ask for). Returns the model and {param: group}."""
-    dims = int4_dims(model.params, embeddings, lm_head)
-    groups = {name: _largest_divisor(d, want) for name, d in dims.items()}
-
-    def one(path, x):
-        name = _name(path)
-        if name not in groups:
-            return x
-        qc = QuantConfig(bits=4, group_size=groups[name], embeddings=embeddings, lm_head=lm_head)
-        return quantize_array(x, targets(name, x.shape, qc), qc, name)
-
-    params = jax.jit(lambda p: jax.tree_util.tree_map_with_path(one, p))(model.params)
-    return Model(model.config, params, model.spec, model.generation_config), groups
 
 
 def quant_configs(params, group: int) -> dict[str, QuantConfig]:
@@ -352,8 +330,11 @@ def bench_trained(run_dir: Path, settings: dict, bandwidth: float) -> dict:
         group = min(group, group_all)
     models = {"float32": base}
     models.update({name: conversion.quantize_model(base, qc) for name, qc in quant_configs(base.params, group).items()})
-    models["int4 g<=128/param"], per_param_groups = quantize_int4_per_param(base, False, False)
-    models["int4+emb+head g<=128/param"], _ = quantize_int4_per_param(base, True, True)
+    fit = QuantConfig(bits=4, group_size=WANT_GROUP, fit_groups=True)
+    models["int4 fit groups"] = conversion.quantize_model(base, fit)
+    models["int4+emb+head fit groups"] = conversion.quantize_model(
+        base, QuantConfig(bits=4, group_size=WANT_GROUP, fit_groups=True, embeddings=True, lm_head=True))
+    per_param_groups = {name: fit.group_for(d) for name, d in int4_dims(base.params, False, False).items()}
     float_bytes = param_bytes(base.params)
 
     rows = {}
@@ -484,16 +465,16 @@ def judge(trained: dict, llama: dict, longformer: dict) -> list[dict]:
         BARS["int4_loss"], abs(q["int4"]["loss_rel_change"]) <= BARS["int4_loss"],
         f"group {WANT_GROUP} does not divide every input dimension {trained['int4_dims']}: group {g} is the largest "
         "that does" if g != WANT_GROUP else "")
-    bar("trained: int4 g<=128/param held-out loss within 3% of float32 (extra)",
-        q["int4 g<=128/param"]["loss_rel_change"], BARS["int4_loss"],
-        abs(q["int4 g<=128/param"]["loss_rel_change"]) <= BARS["int4_loss"],
-        f"per-param groups {sorted(set(trained['int4_per_param_groups'].values()))}: outside what one QuantConfig "
-        "can ask for")
+    bar("trained: int4 fit groups held-out loss within 3% of float32",
+        q["int4 fit groups"]["loss_rel_change"], BARS["int4_loss"],
+        abs(q["int4 fit groups"]["loss_rel_change"]) <= BARS["int4_loss"],
+        f"QuantConfig(bits=4, group_size={WANT_GROUP}, fit_groups=True): groups "
+        f"{sorted(set(trained['int4_per_param_groups'].values()))}")
     models = (("trained", q), (llama["name"], llama["memory"]), (longformer["name"], longformer["memory"]))
     for model_name, rows in models:
         variants = ["int8", "int8+emb+head", "int4", "int4+emb+head"]
         if model_name == "trained":
-            variants += ["int4 g<=128/param", "int4+emb+head g<=128/param"]
+            variants += ["int4 fit groups", "int4+emb+head fit groups"]
         for variant in variants:
             key = "int8_bytes" if variant.startswith("int8") else "int4_bytes"
             ratio = rows[variant]["ratio_to_float32"]

@@ -16,7 +16,8 @@ the rest stay float.
 
 - int8: one scale per output channel (per row of an embedding table), absmax: ``w ~= q * s``, |q| <= 127.
 - int4: one scale per ``group_size`` inputs of each output channel (the HF / GPTQ convention, 128 by default);
-  the group size must divide the input dimension (an error names the param otherwise).
+  the group size must divide the input dimension (an error names the param otherwise), or with ``fit_groups``
+  each param takes the largest group up to it that divides its own.
 
 qwix does the arithmetic (calibration, rounding, the packed int4 dtype, dequantization); this module only picks
 the axes per param and walks the tree, because qwix's own model-level entry points (``quantize_model``,
@@ -49,6 +50,9 @@ class QuantConfig:
     group_size: int = 128  # int4 only
     embeddings: bool = False  # also the embedding tables (word, position, ...)
     lm_head: bool = False  # also the output projection onto the vocabulary
+    # int4: where group_size does not divide a param's input dimension, use the largest group below it that does
+    # (e.g. 86 for an MLP 688 wide, 64 for LiLT's 192-wide layout stream); otherwise that is an error
+    fit_groups: bool = False
 
     def __post_init__(self):
         if self.bits not in QTYPES:
@@ -74,6 +78,15 @@ class QuantConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def group_for(self, size: int) -> int | None:
+        """The int4 group size for an input dimension of ``size``: group_size if it divides size; with fit_groups
+        the largest divisor of size below it; else None."""
+        if size % self.group_size == 0:
+            return self.group_size
+        if self.fit_groups:
+            return max(g for g in range(1, min(self.group_size, size) + 1) if size % g == 0)
+        return None
 
 
 def _path_name(path) -> str:
@@ -104,10 +117,12 @@ def quantize_array(w: jax.Array, kind: str, qc: QuantConfig, name: str = "param"
     tiled = None
     if qc.bits == 4:
         size = w.shape[shared]
-        if size % qc.group_size:
+        group = qc.group_for(size)
+        if group is None:
             raise ValueError(f"group_size = {qc.group_size} does not divide {name}'s dimension {shared} of size {size} "
-                             f"(shape {tuple(w.shape)}): choose a group size that divides it")
-        tiled = {shared: qc.group_size}
+                             f"(shape {tuple(w.shape)}): choose a group size that divides it, or fit_groups=True "
+                             "(the largest group below it that divides each param's dimension)")
+        tiled = {shared: group}
     quantize = functools.partial(qwix.quantize, qtype=QTYPES[qc.bits], channelwise_axes=channelwise,
                                  tiled_axes=tiled)
     if tiled and _explicit_axes():
@@ -162,8 +177,8 @@ def is_quantized(params) -> bool:
 
 def quant_config_of(params) -> QuantConfig | None:
     """The QuantConfig a quantized tree was made with, read off its QArrays (None for a float tree): the bits
-    from the storage type, the int4 group size from a kernel's scale shape, and whether embedding tables and the
-    LM head are among them."""
+    from the storage type, the int4 group size from the scales' shapes (the largest, with fit_groups where params
+    differ), and whether embedding tables and the LM head are among them."""
     found = {}
     for path, x in jax.tree_util.tree_leaves_with_path(params, is_leaf=lambda x: isinstance(x, QArray)):
         if isinstance(x, QArray):
@@ -172,14 +187,18 @@ def quant_config_of(params) -> QuantConfig | None:
         return None
     any_q = next(iter(found.values()))
     bits = 4 if jnp.dtype(any_q.qtype) == jnp.int4 else 8
-    group = QuantConfig.group_size
+    group, fitted = QuantConfig.group_size, False
     if bits == 4:  # the shared axis of a kernel [..., in, out] is in; of a table [..., rows, dim], dim
-        name, q = next(((n, x) for n, x in found.items() if n.rsplit("/", 1)[-1] == "kernel"), (None, any_q))
-        axis = q.ndim - 2 if name is not None else q.ndim - 1
-        group = q.shape[axis] // q.scale.shape[axis]
+        groups = set()
+        for n, q in found.items():
+            axis = q.ndim - 2 if n.rsplit("/", 1)[-1] == "kernel" else q.ndim - 1
+            groups.add(q.shape[axis] // q.scale.shape[axis])
+        # Fitted groups: each param's is the largest divisor of its dimension up to the largest found, so that
+        # largest with fit_groups rebuilds the same tree.
+        group, fitted = max(groups), len(groups) > 1
     return QuantConfig(bits=bits, group_size=group,
                        embeddings=any(n.rsplit("/", 1)[-1] == "embedding" for n in found),
-                       lm_head=any(LM_HEAD.fullmatch(n) for n in found))
+                       lm_head=any(LM_HEAD.fullmatch(n) for n in found), fit_groups=fitted)
 
 
 def dequantize_params(params):

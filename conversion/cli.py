@@ -79,7 +79,8 @@ def cmd_quantize(args) -> int:
     from conversion.api import from_pretrained, quantize_model, resolve_directory
     from conversion.orbax_io import copy_tokenizer_files, save_orbax
 
-    qc = QuantConfig(bits=args.bits, group_size=args.group_size, embeddings=args.embeddings, lm_head=args.lm_head)
+    qc = QuantConfig(bits=args.bits, group_size=args.group_size, embeddings=args.embeddings, lm_head=args.lm_head,
+                     fit_groups=args.fit_groups)
     src = resolve_directory(args.src)
     model = from_pretrained(src, dtype=_dtype(args.dtype), progress=not args.quiet)
     before = param_bytes(model.params)
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("dst", help="new directory for the quantized Orbax checkpoint")
     q.add_argument("--bits", type=int, choices=(8, 4), default=8, help="8: per output channel; 4: in groups")
     q.add_argument("--group-size", type=int, default=128, help="int4: inputs that share a scale (default 128)")
+    q.add_argument("--fit-groups", action="store_true", help="int4: where the group size does not divide a param's "
+                   "input dimension, the largest smaller group that does (else an error)")
     q.add_argument("--embeddings", action="store_true", help="also quantize the embedding tables")
     q.add_argument("--lm-head", action="store_true", help="also quantize the LM head (vocabulary projection)")
     q.add_argument("--dtype", choices=DTYPES, default="float32", help="the dtype the model computes in")

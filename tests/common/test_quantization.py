@@ -231,7 +231,7 @@ def test_embeddings_and_lm_head_only_on_request(zoo, family, head, embeddings, l
 
 @pytest.mark.parametrize("qc", [QuantConfig(), QuantConfig(bits=4, group_size=64), QuantConfig(bits=4, group_size=16),
                                 QuantConfig(bits=4, group_size=32, embeddings=True, lm_head=True),
-                                QuantConfig(bits=8, embeddings=True)], ids=str)
+                                QuantConfig(bits=8, embeddings=True), QuantConfig(bits=4, fit_groups=True)], ids=str)
 def test_quant_config_round_trips(zoo, qc):
     """quant_config_of reads bits, group size, embeddings and LM head back off the quantized tree (shapes only)."""
     params = zoo.float("llama", "causal_lm").params
@@ -449,6 +449,30 @@ def test_group_size_that_does_not_divide_names_the_param():
                                                                                  embeddings=True))
     # a table is left float without embeddings=True, so its width does not matter then
     assert quantize_params({"tok": {"embedding": jnp.ones((10, 24))}}, QuantConfig(bits=4, group_size=16))
+
+
+def test_fit_groups_takes_the_largest_divisor_per_param():
+    """fit_groups: a 688-wide input (the main job's MLP) gets groups of 86, a 256-wide one keeps 128, and the tree
+    reads back as the config that made it."""
+    params = {"down": {"kernel": jnp.ones((688, 8))}, "up": {"kernel": jnp.ones((256, 8))}}
+    qc = QuantConfig(bits=4, group_size=128, fit_groups=True)
+    q = quantize_params(params, qc)
+    assert q["down"]["kernel"].scale.shape == (8, 8) and q["up"]["kernel"].scale.shape == (2, 8)
+    assert quant_config_of(q) == qc
+    assert qc.group_for(7) == 7 and qc.group_for(131) == 1 and QuantConfig(bits=4).group_for(688) is None
+    with pytest.raises(ValueError, match="or fit_groups=True"):
+        quantize_params(params, QuantConfig(bits=4, group_size=128))
+
+
+def test_cli_fit_groups(zoo, checkpoints, tmp_path):
+    """``--group-size 48 --fit-groups`` on the 64 / 128-wide Llama writes groups of 32, loaded back as saved."""
+    dst = tmp_path / "fit"
+    assert main(["quantize", str(checkpoints["llama"]), str(dst), "--bits", "4", "--group-size", "48",
+                 "--fit-groups", "--quiet"]) == 0
+    qc = QuantConfig(bits=4, group_size=48, fit_groups=True)
+    assert json.loads((dst / MARKER).read_text())["quantization"] == qc.to_dict()
+    assert_same_params(conversion.from_pretrained(dst, progress=False).params,
+                       zoo.quantized("llama", "model", qc).params, "CLI fit groups")
 
 
 def test_group_size_error_through_the_model(zoo):
