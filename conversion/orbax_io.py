@@ -7,7 +7,7 @@ Layout of a converted directory::
     DIR/tokenizer*.json         copied from the source when present
     DIR/params/                 Orbax StandardCheckpointer tree
     DIR/jaxzoo.json             {"format": "orbax-params", "version": 1}: marks the directory as ours
-                                (+ "quantization": {"bits", "group_size", "embeddings", "lm_head"} for a
+                                (+ "quantization": {"bits", "group_size", "embeddings", "lm_head", "fit_groups"} for a
                                 quantized model: common.quantization.QuantConfig)
 """
 

@@ -388,16 +388,18 @@ def test_orbax_round_trip(zoo, tmp_path, how):
         conversion.from_pretrained(dst, progress=False, quantize="int8")
 
 
-def test_cli_int4_options(zoo, checkpoints, tmp_path):
-    """``--bits 4 --group-size 32 --embeddings`` writes what quantize_model gives (the bare model: no LM head)."""
+@pytest.mark.parametrize("flags,qc", [
+    (["--group-size", "32", "--embeddings"], QuantConfig(bits=4, group_size=32, embeddings=True)),
+    # 48 divides neither 64 nor 128: fitted, every group is 32
+    (["--group-size", "48", "--fit-groups"], QuantConfig(bits=4, group_size=48, fit_groups=True))], ids=str)
+def test_cli_int4_options(zoo, checkpoints, tmp_path, flags, qc):
+    """``--bits 4`` with group / embeddings / fit flags writes what quantize_model gives (the bare model: no LM
+    head), with its QuantConfig in the marker, and loads back as saved."""
     dst = tmp_path / "int4"
-    assert main(["quantize", str(checkpoints["llama"]), str(dst), "--bits", "4", "--group-size", "32",
-                 "--embeddings", "--quiet"]) == 0
-    qc = QuantConfig(bits=4, group_size=32, embeddings=True)
+    assert main(["quantize", str(checkpoints["llama"]), str(dst), "--bits", "4", *flags, "--quiet"]) == 0
     assert json.loads((dst / MARKER).read_text())["quantization"] == qc.to_dict()
     restored = conversion.from_pretrained(dst, progress=False)
-    assert quant_config_of(restored.params) == qc
-    assert_same_params(restored.params, zoo.quantized("llama", "model", qc).params, "CLI int4")
+    assert_same_params(restored.params, zoo.quantized("llama", "model", qc).params, f"CLI {flags}")
 
 
 # ---------------------------------------------------------------------------------------- 7. errors
@@ -462,17 +464,6 @@ def test_fit_groups_takes_the_largest_divisor_per_param():
     assert qc.group_for(7) == 7 and qc.group_for(131) == 1 and QuantConfig(bits=4).group_for(688) is None
     with pytest.raises(ValueError, match="or fit_groups=True"):
         quantize_params(params, QuantConfig(bits=4, group_size=128))
-
-
-def test_cli_fit_groups(zoo, checkpoints, tmp_path):
-    """``--group-size 48 --fit-groups`` on the 64 / 128-wide Llama writes groups of 32, loaded back as saved."""
-    dst = tmp_path / "fit"
-    assert main(["quantize", str(checkpoints["llama"]), str(dst), "--bits", "4", "--group-size", "48",
-                 "--fit-groups", "--quiet"]) == 0
-    qc = QuantConfig(bits=4, group_size=48, fit_groups=True)
-    assert json.loads((dst / MARKER).read_text())["quantization"] == qc.to_dict()
-    assert_same_params(conversion.from_pretrained(dst, progress=False).params,
-                       zoo.quantized("llama", "model", qc).params, "CLI fit groups")
 
 
 def test_group_size_error_through_the_model(zoo):
