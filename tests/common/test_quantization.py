@@ -472,6 +472,12 @@ def test_group_size_error_through_the_model(zoo):
         conversion.quantize_model(zoo.float("llama", "causal_lm"), QuantConfig(bits=4, group_size=48))
 
 
+def test_repr_counts_the_weights_not_the_scales(zoo):
+    model = zoo.float("llama", "causal_lm")
+    text = repr(model)
+    assert repr(zoo.quantized("llama", "causal_lm", "int8")) == text[:-1] + ", int8 weights)"
+
+
 def test_quantizing_twice_is_an_error(zoo):
     with pytest.raises(ValueError, match=re.escape("already quantized (QuantConfig(bits=8")):
         conversion.quantize_model(zoo.quantized("llama", "causal_lm"), "int4")
