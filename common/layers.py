@@ -172,24 +172,23 @@ _matmul_nt_2d.defvjp(_matmul_nt_2d_fwd, _matmul_nt_2d_bwd)
 # 2^-21 of its row's scale (every bit of the row's larger elements), and the result is as close to the exact
 # product as a float32 GEMM's (its accumulation rounds more): the model still computes in its own dtype.
 INT8_DIGITS = {jnp.dtype(jnp.float32): 4, jnp.dtype(jnp.bfloat16): 3, jnp.dtype(jnp.float16): 3}
-# Where it pays (measured on a 2-core Xeon with AVX-512 VNNI): products with
-# few rows, which read the weight once for little arithmetic (decoding, small batches; a Llama-110M matrix at
-# 1-64 rows: 1.3-2.5x float32), and weights too large to stay in a core's cache (1 MB as float32), whose reading
-# dominates. With many rows the product is compute-bound and the digits multiply the int8 work: a [2048, 256] x
+# Where it pays (measured on a 2-core Xeon with AVX-512 VNNI): products with few rows, which read the weight once
+# for little arithmetic (decoding, small batches). Llama-110M's matrices at 1-64 rows: 1.3-2.5x float32; greedy
+# decoding of the main job's small model (256 wide), 0.94x / 1.06x float32 at batch 1 / 8 against 0.68x / 0.74x
+# dequantizing. With many rows the product is compute-bound and the digits multiply the int8 work: a [2048, 256] x
 # [256, 688] product ran 0.6x float32, and without VNNI int8 GEMM is slower still. There the weight is
 # dequantized (0.95-1x float32).
 INT8_MAX_ROWS = 64
-INT8_MIN_WEIGHT = 2 ** 18
 
 
 def _int8_product_applies(x: jax.Array, w: QArray, transposed: bool) -> bool:
-    """Whether x @ w runs on the int8 units: an int8 weight of at least INT8_MIN_WEIGHT entries with one scale per
-    output channel, at most INT8_MAX_ROWS rows of float32 / 16-bit activations, on CPU. Elsewhere (int4 groups;
-    GPU / TPU, where XLA fuses dequantization into the product) the weight is dequantized."""
+    """Whether x @ w runs on the int8 units: an int8 weight with one scale per output channel, at most INT8_MAX_ROWS
+    rows of float32 / 16-bit activations, on CPU. Elsewhere (int4 groups; GPU / TPU, where XLA fuses
+    dequantization into the product) the weight is dequantized."""
     contracted = 1 if transposed else 0
     return (jax.default_backend() == "cpu" and jnp.dtype(w.qtype) == jnp.int8 and w.qvalue.ndim == 2
             and w.scale.shape[contracted] == 1 and jnp.dtype(x.dtype) in INT8_DIGITS
-            and math.prod(x.shape[:-1]) <= INT8_MAX_ROWS and w.qvalue.size >= INT8_MIN_WEIGHT)
+            and math.prod(x.shape[:-1]) <= INT8_MAX_ROWS)
 
 
 def _int8_matmul(x: jax.Array, w: QArray, transposed: bool) -> jax.Array:

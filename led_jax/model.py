@@ -41,6 +41,7 @@ from common.losses import cross_entropy, sequence_classification_loss
 from common.outputs import Seq2SeqOutput
 from common.remat import remat
 from common.sharding import BATCH, constrain, like, take
+from common.stacked import layer_params, split_layers
 from led_jax.config import LEDConfig
 
 ATTN_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -252,20 +253,12 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
     return last, hidden_states, self_attn, cross_attn, new_cache
 
 
-def layer_params(layers, i: int):
-    """Layer ``i`` of the decoder: an entry of the per-layer tuple (:func:`decoding_params`) or a slice of the
-    stacked tree."""
-    return layers[i] if isinstance(layers, (tuple, list)) else jax.tree.map(lambda a: a[i], layers)
-
-
 def decoding_params(params, config: LEDConfig) -> dict:
     """What :func:`cached_step` reads, prepared once per generate call: the decoder's stacked layer tree split
     into a tuple of per-layer trees (each weight then is its own buffer, read in place at every step); the
     encoder, already run, left out."""
     out = {name: value for name, value in params.items() if name != "encoder"}
-    layers = params["decoder"]["layers"]
-    per_layer = tuple(layer_params(layers, i) for i in range(config.decoder_layers))
-    out["decoder"] = dict(params["decoder"], layers=per_layer)
+    out["decoder"] = dict(params["decoder"], layers=split_layers(params["decoder"]["layers"], config.decoder_layers))
     return out
 
 

@@ -34,6 +34,7 @@ from common.outputs import (BaseModelOutput, CausalLMOutput, QuestionAnsweringOu
 from common.remat import remat
 from common.rope import apply_rope, rope_cos_sin
 from common.sharding import BATCH, constrain, like, take
+from common.stacked import layer_params, split_layers
 from llama_jax.config import LlamaConfig
 
 
@@ -154,14 +155,14 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     cos, sin = rope_cos_sin(config.rope, config.dim_per_head, config.max_position_embeddings, position_ids)
 
     def layer(carry, xs):
-        h, ck, cv = carry
+        h, ck, cv = carry  # ck, cv: this layer's cache [B, length, kv_heads, head_dim] (None without a cache)
         p, i = xs
         def write_cache(k, v):
-            """Write this step's keys/values into layer i's cache slots; attend over the whole cache."""
+            """Write this step's keys/values into the layer's cache slots; attend over the whole cache."""
             nonlocal ck, cv
-            ck = jax.lax.dynamic_update_slice(ck, like(k[None].astype(ck.dtype), ck), (i, 0, index, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, like(v[None].astype(cv.dtype), cv), (i, 0, index, 0, 0))
-            return ck[i].astype(dtype), cv[i].astype(dtype)
+            ck = jax.lax.dynamic_update_slice(ck, like(k.astype(ck.dtype), ck), (0, index, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, like(v.astype(cv.dtype), cv), (0, index, 0, 0))
+            return ck.astype(dtype), cv.astype(dtype)
 
         kv = write_cache if cache is not None else None
         a, probs = _attention_block(p["attn"], config, L.rms_norm(p["input_layernorm"], h, config.rms_norm_eps),
@@ -172,10 +173,21 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
         h = constrain(h, BATCH, None, None)  # keep the residual stream batch-sharded between layers
         return (h, ck, cv), (h if output_hidden_states else None, probs)
 
-    ck, cv = (cache["k"], cache["v"]) if cache is not None else (None, None)
-    xs = (params["layers"], jnp.arange(config.num_hidden_layers))
-    (x_out, ck, cv), (per_layer, probs) = jax.lax.scan(remat(layer, config.remat_policy), (x, ck, cv), xs,
-                                                       unroll=1 if config.scan_layers else config.num_hidden_layers)
+    n = config.num_hidden_layers
+    if cache is None:
+        xs = (params["layers"], jnp.arange(n))
+        (x_out, _, _), (per_layer, probs) = jax.lax.scan(remat(layer, config.remat_policy), (x, None, None), xs,
+                                                         unroll=1 if config.scan_layers else n)
+    else:
+        # Prefill and decoding: a Python loop over per-layer weights and caches (common.stacked; decoding_params),
+        # so that every step reads each in place instead of slicing copies out of the stacked arrays.
+        x_out, ks, vs, outs = x, [], [], []
+        for i in range(n):
+            (x_out, k, v), out = layer((x_out, cache["k"][i], cache["v"][i]), (layer_params(params["layers"], i), i))
+            ks.append(k)
+            vs.append(v)
+            outs.append(out)
+        per_layer, probs = (None if o[0] is None else jnp.stack(o) for o in zip(*outs))
     last = L.rms_norm(params["norm"], x_out, config.rms_norm_eps)
 
     hidden_states = None
@@ -185,7 +197,7 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     attentions = tuple(probs[j] for j in range(config.num_hidden_layers)) if output_attentions else None
     new_cache = None
     if cache is not None:
-        new_cache = {"k": ck, "v": cv, "valid": key_valid, "index": index + t}
+        new_cache = {"k": tuple(ks), "v": tuple(vs), "valid": key_valid, "index": index + t}
     return BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions), new_cache
 
 
@@ -255,10 +267,18 @@ def question_answering_head(params, config, out, inputs, *, deterministic, rng) 
 
 # ------------------------------------------------------------------------------------ generation
 def init_cache(config: LlamaConfig, batch: int, length: int, dtype) -> dict:
-    """Empty KV cache: k/v [L, B, length, kv_heads, head_dim], valid [B, length] bool, index (int32 scalar)."""
-    shape = (config.num_hidden_layers, batch, length, config.kv_heads, config.dim_per_head)
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype), "valid": jnp.zeros((batch, length), bool),
-            "index": jnp.zeros((), jnp.int32)}
+    """Empty KV cache: k/v per-layer tuples of [B, length, kv_heads, head_dim], valid [B, length] bool, index (int32
+    scalar)."""
+    shape = (batch, length, config.kv_heads, config.dim_per_head)
+    layers = range(config.num_hidden_layers)
+    return {"k": tuple(jnp.zeros(shape, dtype) for _ in layers), "v": tuple(jnp.zeros(shape, dtype) for _ in layers),
+            "valid": jnp.zeros((batch, length), bool), "index": jnp.zeros((), jnp.int32)}
+
+
+def decoding_params(params, config: LlamaConfig) -> dict:
+    """What :func:`cached_step` reads, prepared once per generate call: the stacked layer tree split into a tuple
+    of per-layer trees (common.stacked)."""
+    return dict(params, layers=split_layers(params["layers"], config.num_hidden_layers))
 
 
 def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position_ids, cache):
@@ -271,5 +291,6 @@ def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position
 def reorder_cache(cache: dict, beam_indices) -> dict:
     """Row i of the new cache is row beam_indices[i] of the old one (beam search's reordering, and the
     expansion of a prefilled cache to batch * num_beams rows). beam_indices: [N] int."""
-    return {"k": take(cache["k"], beam_indices, axis=1), "v": take(cache["v"], beam_indices, axis=1),
-            "valid": take(cache["valid"], beam_indices), "index": cache["index"]}
+    rows = lambda layers: tuple(take(a, beam_indices) for a in layers)  # noqa: E731
+    return {"k": rows(cache["k"]), "v": rows(cache["v"]), "valid": take(cache["valid"], beam_indices),
+            "index": cache["index"]}
