@@ -163,14 +163,14 @@ _matmul_nt_2d.defvjp(_matmul_nt_2d_fwd, _matmul_nt_2d_bwd)
 #
 # Dequantizing first (what :func:`weight` does) writes a float32 copy of every matrix on every call: in
 # decoding that costs more than the float32 model's own product (a [768, 32000] LM head at batch 1 on a 2-core
-# Xeon: 22 ms against float32's 2 ms). XLA:CPU has no float x int8 product, but its int8 x int8
-# -> int32 GEMM is fast (VNNI: ~5x the float32 rate here). So each activation row is split exactly into
-# INT8_DIGITS int8 "digits" (the Ozaki scheme's splitting, as used to emulate float64 GEMM on int8 units):
+# Xeon: 22 ms against float32's 2 ms). XLA:CPU has no float x int8 product, but its int8 x int8 -> int32 GEMM
+# is fast (VNNI: ~5x the float32 rate here). So each activation row is split exactly into INT8_DIGITS int8
+# "digits" (the Ozaki scheme's splitting, as used to emulate float64 GEMM on int8 units):
 #     x = sx * (d0 + d1 / 128 + d2 / 128^2 + ...),   sx a power of two with max|x| / sx <= 127,
-# every step exact in float32 (see :func:`_int8_digits`). The digit
-# products are exact int32 sums; only their float32 combination rounds. With 4 digits an element is kept to
-# 2^-21 of its row's scale (every bit of the row's larger elements), and the result is as close to the exact
-# product as a float32 GEMM's (its accumulation rounds more): the model still computes in its own dtype.
+# every step exact in float32 (see :func:`_int8_digits`). The digit products are exact int32 sums; only their
+# float32 combination rounds. With 4 digits an element is kept to 2^-21 of its row's scale (every bit of the
+# row's larger elements), and the result is as close to the exact product as a float32 GEMM's (its
+# accumulation rounds more): the model still computes in its own dtype.
 INT8_DIGITS = {jnp.dtype(jnp.float32): 4, jnp.dtype(jnp.bfloat16): 3, jnp.dtype(jnp.float16): 3}
 # Where it pays (measured on a 2-core Xeon with AVX-512 VNNI): products with few rows, which read the weight once
 # for little arithmetic (decoding, small batches). Llama-110M's matrices at 1-64 rows: 1.3-2.5x float32; greedy
