@@ -76,6 +76,10 @@ class Model:
         quantized = "" if qc is None else f", int{qc.bits} weights"
         return f"Model({self.architecture}, {n / 1e6:.2f}M params{quantized})"
 
+    def accepts(self, name: str) -> bool:
+        """Whether ``model(...)`` takes the input ``name`` (e.g. "token_type_ids", "bbox")."""
+        return name in self._inputs
+
     def __call__(self, *, rng=None, **kwargs):
         unknown = set(kwargs) - set(self._inputs) - set(self._static)
         if unknown:

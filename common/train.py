@@ -49,6 +49,7 @@ class OptimizerConfig:
     eps: float = 1e-8
     clip_norm: float | None = 1.0
     accumulate_steps: int = 1  # micro-batches per update (optax.MultiSteps)
+    schedule: str = "cosine"  # after the warmup: "cosine" (to learning_rate * min_learning_rate_ratio), "linear" (to 0)
 
     def __post_init__(self):
         checks = {
@@ -57,11 +58,13 @@ class OptimizerConfig:
             "min_learning_rate_ratio": 0 <= self.min_learning_rate_ratio <= 1,
             "weight_decay": self.weight_decay >= 0, "b1": 0 <= self.b1 < 1, "b2": 0 <= self.b2 < 1,
             "clip_norm": self.clip_norm is None or self.clip_norm > 0, "accumulate_steps": self.accumulate_steps >= 1,
+            "schedule": self.schedule in ("cosine", "linear"),
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name} = {getattr(self, name)!r} is invalid for the optimizer "
-                                 "(rates > 0, 0 <= betas < 1, total_steps > warmup_steps, accumulate_steps >= 1)")
+                                 "(rates > 0, 0 <= betas < 1, total_steps > warmup_steps, accumulate_steps >= 1, "
+                                 "schedule 'cosine' or 'linear')")
 
 
 def decay_mask(params) -> Any:
@@ -73,6 +76,12 @@ def decay_mask(params) -> Any:
 
 
 def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
+    """Linear warmup from 0, then cosine decay, or (``schedule="linear"``) linear decay to 0 at total_steps as
+    transformers' Trainer does by default."""
+    if cfg.schedule == "linear":
+        return optax.join_schedules([
+            optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1)),
+            optax.linear_schedule(cfg.learning_rate, 0.0, cfg.total_steps - cfg.warmup_steps)], [cfg.warmup_steps])
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
         decay_steps=cfg.total_steps, end_value=cfg.learning_rate * cfg.min_learning_rate_ratio)

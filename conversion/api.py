@@ -226,7 +226,7 @@ def place_part(part: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...],
 
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attention: str = "auto", mesh=None,
                     *, architecture: str | None = None, init_missing=None, progress: bool = True,
-                    quantize=None) -> Model:
+                    quantize=None, config_overrides: dict | None = None) -> Model:
     """Load an HF checkpoint directory (or Hub id), or a directory made by ``jaxzoo convert``, into a Model.
 
     dtype: parameter dtype (e.g. jnp.float32, jnp.bfloat16); attention: "reference" | "blocked" | "pallas" |
@@ -239,6 +239,8 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     quantize: "int8" | "int4" (or a ``common.quantization.QuantConfig``: group size, embeddings, LM head) for
     weight-only quantized matrices (see :func:`quantize_model`); an Orbax directory written by ``jaxzoo quantize``
     loads quantized as it was saved.
+    config_overrides: config.json fields to replace before the config is built (e.g. a new head's
+    ``num_labels`` / ``id2label`` / ``problem_type``, as fine-tuning sets them).
     """
     if quantize is not None:
         quantize = QuantConfig.of(quantize)  # a bad value fails before the checkpoint is read
@@ -246,6 +248,8 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype=jnp.float32, attent
     hf_config = read_model_config(directory / "config.json")
     arch = architecture_for(hf_config, architecture)
     check_config_fields(hf_config, arch.config_class, directory / "config.json")
+    if config_overrides:
+        hf_config = {**hf_config, **config_overrides}
     config = arch.config_class.from_hf_dict(hf_config, attention_impl=attention)
     if is_orbax_dir(directory):
         target = expected_tree(arch, config, dtype)

@@ -220,6 +220,78 @@ def _add_pretrain_flags(parser: argparse.ArgumentParser) -> None:
                                 metavar=f.metadata.get("metavar"), help=f.metadata.get("help", f"default: {default}"))
 
 
+def cmd_finetune(args) -> int:
+    from conversion.finetune import TASK_OPTIONS, TRAINING_OPTIONS, finetune
+
+    options = {k: v for k, v in vars(args).items() if k in TASK_OPTIONS + TRAINING_OPTIONS and v is not None}
+    if "columns" in options:
+        options["columns"] = tuple(options["columns"])
+    summary = finetune(args.task, args.model, args.train, args.validation, args.out, args.test,
+                       mesh=args.mesh, attention=args.attention, **options)
+    return 0 if "stopped_after" in summary or summary.get("best") else 1
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """"O,B-PER,I-PER" -> ("O", "B-PER", "I-PER")."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise ValueError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    """"128,256,512" -> (128, 256, 512)."""
+    try:
+        return tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected comma-separated lengths, got {text!r}") from None
+
+
+def _column(text: str) -> tuple[str, str]:
+    """"text=review" -> ("text", "review")."""
+    role, eq, name = text.partition("=")
+    if not eq or not role or not name:
+        raise ValueError(f"expected ROLE=COLUMN (e.g. text=review), got {text!r}")
+    return role, name
+
+
+def _add_finetune_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TaskOptions / TrainingOptions field (--epochs, --batch-size, --max-seq-length, ...)."""
+    from common.finetune.job import TrainingOptions
+    from common.finetune.task import TaskOptions
+    from common.sharding import parse_mesh
+
+    parser.add_argument("task", help="text-classification, token-classification, question-answering, summarization, "
+                        "multiple-choice, masked-lm, causal-lm or document-token-classification")
+    parser.add_argument("--model", required=True, help="checkpoint directory (or Hub id) with its tokenizer files")
+    parser.add_argument("--train", required=True, help="training data: .jsonl / .json, .csv or .parquet (or a Hub "
+                        "dataset id, with :split)")
+    parser.add_argument("--validation", required=True, help="held-out data, scored at every evaluation")
+    parser.add_argument("--test", help="data scored once with the best checkpoint")
+    parser.add_argument("--out", required=True, help="directory for checkpoints, the best model, metrics.json, "
+                        "curves.png")
+    parser.add_argument("--mesh", type=_argparse_type(parse_mesh), help="data,fsdp,tensor devices to train on")
+    parser.add_argument("--attention", default="auto", help="reference, blocked, pallas or auto")
+    special = {"label_names": (_names, "NAME,NAME,...", "names of int labels 0..k-1 (e.g. CoNLL's tags)"),
+               "buckets": (_lengths, "N,N,...", "padded lengths, increasing (default: 8, 16, ... 256, 384, 512, ...)")}
+    for options in (TaskOptions, TrainingOptions):
+        hints = typing.get_type_hints(options)
+        for f in dataclasses.fields(options):
+            flag, default = "--" + f.name.replace("_", "-"), f.default
+            if f.name == "columns":
+                parser.add_argument("--column", dest="columns", type=_argparse_type(_column), action="append",
+                                    metavar="ROLE=COLUMN", help="a column named otherwise than the task's default "
+                                    "(e.g. --column text=review --column label=stars); repeatable")
+            elif f.name in special:
+                parse, metavar, text = special[f.name]
+                parser.add_argument(flag, dest=f.name, type=_argparse_type(parse), metavar=metavar, help=text)
+            elif isinstance(default, bool):
+                parser.add_argument(flag, dest=f.name, action="store_true", default=None)
+            else:
+                parser.add_argument(flag, dest=f.name, type=_optional_type(hints[f.name]),
+                                    help=f"default: {default}")
+
+
 def _optional_type(hint):
     """The type a flag parses to: ``int | None`` (unset by default) -> int; plain types as they are."""
     kinds = [k for k in typing.get_args(hint) if k is not type(None)]
@@ -307,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--heartbeat-timeout", type=int, default=100, metavar="SECONDS",
                    help="a host silent this long ends the job with an error naming it (default: 100)")
     t.set_defaults(func=cmd_train)
+
+    f = sub.add_parser("finetune", help="fine-tune a checkpoint for a task on local data files; the best checkpoint "
+                       "is exported as an HF checkpoint with its tokenizer",
+                       epilog="e.g. jaxzoo finetune token-classification --model DIR --train train.jsonl "
+                              "--validation dev.jsonl --out runs/ner --epochs 3 --label-names O,B-PER,I-PER")
+    _add_finetune_flags(f)
+    f.set_defaults(func=cmd_finetune)
     return parser
 
 

@@ -169,7 +169,20 @@ def test_decay_mask_skips_norms_and_biases():
     assert mask == {"layers": {"norm": {"scale": False}, "proj": {"kernel": True, "bias": False}}, "emb": {"embedding": True}}
 
 
-@pytest.mark.parametrize("kwargs", [{"learning_rate": 0}, {"total_steps": 5, "warmup_steps": 10}, {"accumulate_steps": 0}])
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_linear_schedule_is_transformers(warmup):
+    """schedule="linear": transformers' get_linear_schedule_with_warmup, step by step."""
+    from common.train import learning_rate_schedule
+
+    ours = learning_rate_schedule(OptimizerConfig(learning_rate=2e-3, warmup_steps=warmup, total_steps=20,
+                                                  schedule="linear"))
+    theirs = [2e-3 * (k / max(1, warmup) if k < warmup else max(0.0, (20 - k) / max(1, 20 - warmup)))
+              for k in range(22)]
+    np.testing.assert_allclose([float(ours(k)) for k in range(22)], theirs, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"learning_rate": 0}, {"total_steps": 5, "warmup_steps": 10}, {"accumulate_steps": 0},
+                                    {"schedule": "constant"}])
 def test_optimizer_config_validation(kwargs):
     with pytest.raises(ValueError, match="is invalid for the optimizer"):
         OptimizerConfig(**kwargs)

@@ -75,10 +75,10 @@ FAMILIES = {  # family -> (its tiny checkpoints, its tokenizer writer, a wide in
 }
 
 
-def checkpoint(directory: Path, family: str, head: str, seed: int = 0, **overrides) -> Path:
-    """A tiny random ``family`` ``head`` saved with its tokenizer files in ``directory``."""
+def checkpoint(directory: Path, family: str, head: str, seed: int = 0, vocab_size: int = 320, **overrides) -> Path:
+    """A tiny random ``family`` ``head`` saved with its tokenizer files (``vocab_size`` pieces) in ``directory``."""
     factory, write_tokenizer, init = FAMILIES[family]
-    vocab = write_tokenizer(directory)
+    vocab = write_tokenizer(directory, vocab_size)
     fields = {"vocab_size": vocab, **init, **overrides}
     if "id2label" in overrides:  # the head's size follows the names (the family's tiny config says 3)
         fields["num_labels"] = len(overrides["id2label"])
