@@ -97,7 +97,9 @@ class Data:
 def cached_features(task: Task, rows: list[dict], source: str, cache: Path, key_parts: Sequence) -> list[dict]:
     """task.features(rows), from OUT/cache when the same file, tokenizer and options made them before."""
     digest = hashlib.sha256()
-    for part in (task.name, repr(task.options), task.max_length, source, *key_parts):
+    # The label set and columns come from the training file: a validation file's features depend on them too.
+    for part in (task.name, repr(task.options), task.max_length, getattr(task, "labels", None), task.column, source,
+                 *key_parts):
         digest.update(repr(part).encode())
     path = Path(source)
     if path.is_file():

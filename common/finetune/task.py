@@ -275,16 +275,14 @@ class Evaluator:
                 batch.pop("labels", None)
             yield real, batch
 
-    def outputs(self, features: list[dict], names: Sequence[str] = ("logits",)) -> list[dict[str, np.ndarray]]:
-        """Each feature's output fields, cut to its own length along the input axis when they have one."""
-        results: list[dict | None] = [None] * len(features)
+    def outputs(self, features: list[dict], per_token: bool = False) -> list[np.ndarray]:
+        """Each feature's logits: [num_labels] (or [choices]) per example, or with ``per_token`` [seq, ...] cut
+        to the feature's own length."""
+        results: list[np.ndarray | None] = [None] * len(features)
         for real, batch in self.batches(features, keep_labels=False):
-            out = self.model(**batch)
-            arrays = {n: np.asarray(getattr(out, n)) for n in names}
+            logits = np.asarray(self.model(**batch).logits)
             for j, i in enumerate(real):
-                n = feature_length(features[i], self.fields)
-                results[i] = {k: (v[j, :n] if v.ndim >= 2 and v.shape[1] == batch["input_ids"].shape[-1] else v[j])
-                              for k, v in arrays.items()}
+                results[i] = logits[j, :feature_length(features[i], self.fields)] if per_token else logits[j]
         return results
 
     def mean_loss(self, features: list[dict], count) -> float:

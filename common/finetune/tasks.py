@@ -101,7 +101,7 @@ class TextClassification(_Labelled):
         return out
 
     def evaluate(self, evaluator: Evaluator, rows, features):
-        logits = np.stack([o["logits"] for o in evaluator.outputs(features)])
+        logits = np.stack(evaluator.outputs(features))
         labels = np.stack([f["labels"] for f in features])
         if self.multi_label:
             return metrics.multilabel_scores(logits > 0, labels > 0.5)
@@ -161,9 +161,9 @@ class TokenClassification(_Labelled):
 
     def evaluate(self, evaluator: Evaluator, rows, features):
         predicted, reference = [], []
-        for f, o in zip(features, evaluator.outputs(features)):
+        for f, logits in zip(features, evaluator.outputs(features, per_token=True)):
             keep = f["labels"] != IGNORE
-            predicted.append([self.labels[k] for k in o["logits"].argmax(-1)[keep]])
+            predicted.append([self.labels[k] for k in logits.argmax(-1)[keep]])
             reference.append([self.labels[k] for k in f["labels"][keep]])
         return metrics.entity_scores(predicted, reference)
 
@@ -246,7 +246,7 @@ class MultipleChoice(_Labelled):
         return out
 
     def evaluate(self, evaluator: Evaluator, rows, features):
-        logits = np.stack([o["logits"] for o in evaluator.outputs(features)])
+        logits = np.stack(evaluator.outputs(features))
         labels = [int(f["labels"]) for f in features]
         return {"accuracy": metrics.accuracy(logits.argmax(-1).tolist(), labels)}
 
@@ -521,9 +521,9 @@ class MaskedLM(_LanguageModelling):
     def evaluate(self, evaluator: Evaluator, rows, features):
         scores = super().evaluate(evaluator, rows, features)
         right = total = 0
-        for f, o in zip(features, evaluator.outputs(features)):
+        for f, logits in zip(features, evaluator.outputs(features, per_token=True)):
             keep = f["labels"] != IGNORE
-            right += int((o["logits"].argmax(-1)[keep] == f["labels"][keep]).sum())
+            right += int((logits.argmax(-1)[keep] == f["labels"][keep]).sum())
             total += int(keep.sum())
         return {**scores, "accuracy": right / max(total, 1)}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OPTIONAL = {"sacremoses": "xlm", "matplotlib": "plots"}
+OPTIONAL = {"sacremoses": "xlm", "matplotlib": "plots", "datasets": "finetune", "seqeval": "finetune"}
+BLOCKED = ("sacremoses", "matplotlib", "matplotlib.pyplot", "datasets", "seqeval", "rouge_score")
 
 # Runs in a fresh interpreter (this process has long imported both packages): blocks the optional packages unless
 # told to only watch them, imports every package of the zoo, runs the CLI's help, and prints what got imported.
@@ -24,23 +25,24 @@ CHILD = """
 import json, sys
 block = sys.argv[1] == "block"
 if block:
-    for name in ("sacremoses", "matplotlib", "matplotlib.pyplot"):
+    for name in BLOCKED:
         sys.modules[name] = None  # `import name` now raises ImportError, as when it is not installed
 import common, conversion, led_jax, lilt_jax, llama_jax, longformer_jax, xlm_jax, llama_jax.pretrain
+import conversion.finetune, common.finetune.job, common.finetune.tasks
 from conversion.cli import main
 codes = []
-for argv in (["--help"], ["train", "--help"]):
+for argv in (["--help"], ["train", "--help"], ["finetune", "--help"]):
     try:
         main(argv)
     except SystemExit as e:
         codes.append(e.code)
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("sacremoses", "matplotlib") and sys.modules[m])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {n.split(".")[0] for n in BLOCKED} and sys.modules[m])
 print(json.dumps({"help_exit_codes": codes, "loaded": loaded}))
 """
 
 
 def run_child(mode: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", f"BLOCKED = {BLOCKED!r}\n" + CHILD, mode], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -48,11 +50,11 @@ def run_child(mode: str) -> dict:
 
 def test_import_and_cli_help_do_not_import_optional_packages():
     got = run_child("watch")
-    assert got == {"help_exit_codes": [0, 0], "loaded": []}
+    assert got == {"help_exit_codes": [0, 0, 0], "loaded": []}
 
 
 def test_import_and_cli_help_work_without_optional_packages():
-    assert run_child("block")["help_exit_codes"] == [0, 0]
+    assert run_child("block")["help_exit_codes"] == [0, 0, 0]
 
 
 def test_xlm_tokenizer_names_its_extra_when_sacremoses_is_missing(monkeypatch):
@@ -77,6 +79,20 @@ def test_plot_losses_names_its_extra_when_matplotlib_is_missing(monkeypatch, tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_finetune_data_and_metrics_name_their_extra_when_missing(monkeypatch, tmp_path):
+    from common.finetune import metrics
+    from common.finetune.data import read_rows
+
+    (tmp_path / "train.jsonl").write_text('{"text": "a"}\n')
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ImportError, match=r"^reading data files needs datasets: pip install 'jaxzoo\[finetune\]'$"):
+        read_rows(tmp_path / "train.jsonl")
+    for name in ("rouge_score", "rouge_score.rouge_scorer"):  # the submodule too: it may be imported already
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r"needs rouge_score: pip install 'jaxzoo\[finetune\]'"):
+        metrics.rouge_scores(["a"], ["a"])
+
+
 def test_pyproject_keeps_optional_packages_in_extras_that_the_test_extra_pulls():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"])
@@ -84,6 +100,6 @@ def test_pyproject_keeps_optional_packages_in_extras_that_the_test_extra_pulls()
     for package, extra in OPTIONAL.items():
         assert package not in core
         assert any(req.startswith(package) for req in extras[extra])
-    assert "jaxzoo[xlm,plots]" in extras["test"]
+    assert "jaxzoo[xlm,plots,finetune]" in extras["test"]
     assert "transformers>=5.24,<5.25" in extras["test"]  # the parity oracle's version
     assert project["license"] == "Apache-2.0"  # an SPDX expression (PEP 639), not the deprecated table

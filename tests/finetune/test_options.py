@@ -86,3 +86,25 @@ def test_bad_metric_cached_features_and_a_used_out(ner, tmp_path):
     assert [p.stat().st_mtime_ns for p in cached] == stamp  # read back, not written again
     with pytest.raises(ValueError, match=r"holds the checkpoints of a run \(steps \[3, 6\]\): pass resume=True"):
         finetune("token-classification", *ner, tmp_path / "a", log=lambda *a: None, **SHORT)
+
+
+def test_as_many_labels_as_padded_tokens(tmp_path):
+    """Eight classes and rows padded to eight tokens: the [batch, 8] logits are one score per class, not per
+    token (evaluation must not confuse the two)."""
+    from common.finetune.task import Evaluator
+    from conversion.finetune import prepare
+
+    model = checkpoint(tmp_path / "xlm", "xlm", "with_lm_head", vocab_size=S.VOCAB_SIZE, summary_type="first")
+    rng = np.random.default_rng(0)
+    names = [f"class_{k}" for k in range(8)]
+    rows = [{"text": " ".join(rng.choice(S.FILLER, 3)), "label": names[k % 8]} for k in range(12)]
+    train = S.write_jsonl(tmp_path / "train.jsonl", rows)
+    runner, loaded, data, *_ = prepare("text-classification", model, train, train, tmp_path / "out", buckets=(8,),
+                                       max_seq_length=8)
+    features = runner.features(data.rows["train"], data.sources["train"])
+    assert max(len(f["input_ids"]) for f in features) < 8  # each row shorter than the padded length
+    logits = Evaluator(loaded, runner.fields, 8, {"input": 8}, (8,)).outputs(features)
+    for f, row in zip(features, logits):
+        assert row.shape == (8,)
+        one = loaded(input_ids=f["input_ids"][None], attention_mask=f["attention_mask"][None]).logits[0]
+        np.testing.assert_allclose(row, np.asarray(one), atol=1e-5)

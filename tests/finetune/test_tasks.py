@@ -127,19 +127,20 @@ def test_the_task_learns(name, runs):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_stopped_and_resumed_run_ends_as_an_uninterrupted_one(name, data, tmp_path):
-    """Ten steps with an evaluation every four, uninterrupted; then the same stopped after step 6 (between two
-    evaluations, so the resumed run repeats none and checkpoints where the first left off) and resumed."""
+    """Six steps with an evaluation every three, uninterrupted; then the same stopped after step 4 (between two
+    evaluations: the stop checkpoints there, and the resumed run evaluates at 6 as the uninterrupted one) and
+    resumed."""
     case = CASES[name]
     model, train, validation, test = data(name)
-    options = {**COMMON, **case.options, "max_steps": 10, "eval_every": 4}
+    options = {**COMMON, **case.options, "max_steps": 6, "eval_every": 3}
     whole = finetune(case.task, model, train, validation, tmp_path / "whole", test, log=lambda *a: None, **options)
     first = finetune(case.task, model, train, validation, tmp_path / "cut", test, log=lambda *a: None,
-                     stop_after=6, **options)
-    assert first == {"stopped_after": 6, "steps": 10}
+                     stop_after=4, **options)
+    assert first == {"stopped_after": 4, "steps": 6}
     assert not (tmp_path / "cut" / "metrics.json").exists()
     resumed = finetune(case.task, model, train, validation, tmp_path / "cut", test, log=lambda *a: None, resume=True,
                        **options)
-    assert [e["step"] for e in whole["evals"]] == [4, 8, 10]
+    assert [e["step"] for e in whole["evals"]] == [3, 6]
     for key in ("best", "evals", "test", "train_loss", "steps"):
         assert resumed[key] == whole[key], f"{name}: {key} differs after the resume"
 
