@@ -42,8 +42,8 @@ print(json.dumps({"help_exit_codes": codes, "loaded": loaded}))
 
 
 def run_child(mode: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", f"BLOCKED = {BLOCKED!r}\n" + CHILD, mode], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", f"BLOCKED = {BLOCKED!r}\n" + CHILD, mode], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
