@@ -60,7 +60,6 @@ class Task:
     metric: ClassVar[str]  # the main metric: the best checkpoint is the one where it is best
     columns: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # role -> the column names it may have (first found)
     optional_columns: ClassVar[tuple[str, ...]] = ()
-    fields: ClassVar[Mapping[str, Field]] = {}
 
     def __init__(self, options: TaskOptions, tokenizer, family: str):
         self.head_for(family)
@@ -73,6 +72,12 @@ class Task:
         if unknown:
             raise ValueError(f"columns: task {self.name!r} has no column role {unknown}; its roles are "
                              f"{sorted(self.columns)}")
+        self.fields: dict[str, Field] = self.make_fields()
+
+    def make_fields(self) -> dict[str, Field]:
+        """How each sequence field of this task's features is padded (common.finetune.batches.Field); a field
+        not named here has no sequence axis and is stacked as it is."""
+        raise NotImplementedError
 
     def bind(self, model) -> None:
         """The model (with this task's head and labels) the features are for and the evaluations run."""

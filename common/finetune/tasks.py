@@ -39,12 +39,8 @@ class _Labelled(Task):
                           "every row shorter than its batch, so those rows learn nothing; XLM checkpoints on the Hub "
                           "use 'first'", stacklevel=2)
 
-    def _input_fields(self) -> dict[str, Field]:
+    def make_fields(self):
         return _text_fields(self.tokenizer)
-
-    @property
-    def fields(self):  # noqa: D401 - per instance: the pad id is the tokenizer's
-        return self._input_fields()
 
 
 # ------------------------------------------------------------------------------ text classification
@@ -119,7 +115,7 @@ class TokenClassification(_Labelled):
     metric = "f1"
     columns = {"words": ("tokens", "words"), "tags": ("ner_tags", "tags", "labels")}
 
-    def _input_fields(self):
+    def make_fields(self):
         return {**_text_fields(self.tokenizer), "labels": Field(IGNORE)}
 
     def prepare(self, rows, source):
@@ -175,8 +171,8 @@ class DocumentTokenClassification(TokenClassification):
     heads = {"lilt": "token_classification"}
     columns = {"words": ("tokens", "words"), "boxes": ("bboxes", "boxes"), "tags": ("ner_tags", "tags", "labels")}
 
-    def _input_fields(self):
-        return {**super()._input_fields(), "bbox": Field((0, 0, 0, 0))}
+    def make_fields(self):
+        return {**super().make_fields(), "bbox": Field((0, 0, 0, 0))}
 
     def features(self, rows, source):
         out = []
@@ -209,7 +205,7 @@ class MultipleChoice(_Labelled):
     metric = "accuracy"
     columns = {"context": ("sent1", "context"), "question": ("sent2", "question"), "label": ("label",)}
 
-    def _input_fields(self):
+    def make_fields(self):
         return {"input_ids": Field(_pad_id(self.tokenizer), axis=1), "attention_mask": Field(0, axis=1)}
 
     def prepare(self, rows, source):
@@ -271,7 +267,6 @@ class QuestionAnswering(Task):
         self.pipe = Pipe(model, self.tokenizer, buckets=self.options.buckets)
         self.opts = self.pipe.resolve_options({**self.pipe.defaults, "max_seq_len": self.max_length,
                                                "doc_stride": min(self.options.doc_stride, self.max_length // 2)})
-        self.fields = {**_text_fields(self.tokenizer), "token_type_ids": Field(0)}
 
     def answers(self, rows, source, i) -> tuple[list[str], list[int]]:
         """The row's answer texts and starts, each checked against its context."""
@@ -290,6 +285,9 @@ class QuestionAnswering(Task):
                 raise DataError(f"{where(source, i, column)}: answer {k} {text!r} does not start at character "
                                 f"{start!r} of the context{hint}"[:300])
         return value["text"], value["answer_start"]
+
+    def make_fields(self):
+        return {**_text_fields(self.tokenizer), "token_type_ids": Field(0)}
 
     def config_overrides(self):
         """Span heads have two outputs (start, end), whatever the checkpoint's classifier had."""
@@ -370,10 +368,9 @@ class Summarization(Task):
     metric = "rougeL"
     columns = {"text": ("document", "article", "text"), "summary": ("summary", "highlights")}
 
-    def __init__(self, options, tokenizer, family):
-        super().__init__(options, tokenizer, family)
-        self.fields = {**_text_fields(tokenizer), "global_attention_mask": Field(0),
-                       "labels": Field(IGNORE, group="target")}
+    def make_fields(self):
+        return {**_text_fields(self.tokenizer), "global_attention_mask": Field(0),
+                "labels": Field(IGNORE, group="target")}
 
     @property
     def max_length(self) -> int:
@@ -423,9 +420,8 @@ class _LanguageModelling(Task):
 
     columns = {"text": ("text",)}
 
-    def __init__(self, options, tokenizer, family):
-        super().__init__(options, tokenizer, family)
-        self.fields = {**_text_fields(tokenizer), "labels": Field(IGNORE)}
+    def make_fields(self):
+        return {**_text_fields(self.tokenizer), "labels": Field(IGNORE)}
 
     def blocks(self, rows, source, size: int) -> np.ndarray:
         stream = []
