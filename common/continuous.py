@@ -67,18 +67,25 @@ def shift_back(cache, n, slot_axes):
 
 
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
-                                             "decoding_params", "slots", "encoder_context", "encoder_static"))
+                                             "decoding_params", "slots", "widths", "encoder_context",
+                                             "encoder_static"))
 def generate_continuous(params, input_ids, attention_mask, key, streams, count, encoder_inputs=None, *, init_cache,
                         cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
-                        decoding_params=None, encoder_context=None, encoder_static=()):
+                        widths: tuple[int, ...] | None = None, decoding_params=None, encoder_context=None,
+                        encoder_static=()):
     """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
     prompts), of which the first ``count`` (traced, so that N can be a bucketed size) are generated; streams: [N]
     each prompt's random stream (sampling);
     encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
     (with the static keyword arguments ``encoder_static``, (name, value) pairs) for each prompt as its slot is
     filled; its context's leaves are batch-first.
+    widths: the prompt widths a refill may be prefilled at (ascending, the last P; default (P,)): each waiting
+    prompt at the narrowest that holds it, one branch each in the compiled loop.
     Returns (new tokens [N, max_new_tokens] (pad after each prompt's end), their counts [N])."""
     n_prompts, p = input_ids.shape
+    widths = (p,) if widths is None else widths
+    if list(widths) != sorted(set(widths)) or widths[-1] != p or widths[0] < 1:
+        raise ValueError(f"widths = {widths} is invalid: expected ascending ints >= 1 ending at the width {p}")
     new, pad = settings.max_new_tokens, settings.pad_token_id
     rows = min(slots, n_prompts)
     longest = p + new
@@ -96,19 +103,31 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, count, 
         return encoder_context(encoder_params, config, **{k: v[rows] for k, v in encoder_inputs.items()},
                                **dict(encoder_static))
 
+    def prefill_at(width, row_context):
+        """A branch of the refill: the prompt's last ``width`` columns (its tokens and some left padding)
+        prefilled into a fresh one-row cache whose keys end at the shared index."""
+        def run(index, prompt):
+            row_cache = {**init_cache(config, 1, length, cache_dtype), "index": index - width}
+            row_ids, row_mask = ids[prompt][None, p - width:], mask[prompt][None, p - width:]
+            positions = prompt_positions(row_mask)
+            row_logits, row_cache = with_context(cached_step, row_context)(params, config, row_ids, row_mask,
+                                                                           positions, row_cache)
+            return row_logits[0], row_cache, positions[0, -1]
+        return run
+
     def prefill_into(cache, context, logits, last_pos, seqs, slot, prompt):
-        """Prompt ``prompt`` prefilled alone, its keys ending at the shared index, into row ``slot``."""
-        row_cache = {**init_cache(config, 1, length, cache_dtype), "index": cache["index"] - p}
-        row_ids, row_mask = ids[prompt][None], mask[prompt][None]
+        """Prompt ``prompt`` prefilled alone, its keys ending at the shared index, into row ``slot``: at the
+        narrowest of ``widths`` that holds its tokens (prompts share the call's padded width P, and a short one
+        prefilled at P would cost a long one's prefill)."""
         row_context = context_of(jnp.reshape(prompt, (1,)))
-        positions = prompt_positions(row_mask)
-        row_logits, row_cache = with_context(cached_step, row_context)(params, config, row_ids, row_mask,
-                                                                       positions, row_cache)
+        branch = jnp.searchsorted(jnp.asarray(widths), jnp.sum(mask[prompt]))
+        row_logits, row_cache, last = jax.lax.switch(branch, [prefill_at(w, row_context) for w in widths],
+                                                     cache["index"], prompt)
         cache = insert_row(cache, row_cache, slot, batch_axes)
         if context is not None:
             context = insert_row(context, row_context, slot, jax.tree.map(lambda _: 0, context))
-        seqs = seqs.at[slot].set(jnp.concatenate([row_ids[0], jnp.full((new,), pad, jnp.int32)]))
-        return cache, context, logits.at[slot].set(row_logits[0]), last_pos.at[slot].set(positions[0, -1]), seqs
+        seqs = seqs.at[slot].set(jnp.concatenate([ids[prompt], jnp.full((new,), pad, jnp.int32)]))
+        return cache, context, logits.at[slot].set(row_logits), last_pos.at[slot].set(last), seqs
 
     # The first `rows` prompts are prefilled together (the shared index then stands at p).
     cache = init_cache(config, rows, length, cache_dtype)
@@ -165,6 +184,12 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, count, 
     return state["out"][:n_prompts], state["counts"][:n_prompts]
 
 
+def prefill_widths(p: int, smallest: int = 16) -> tuple[int, ...]:
+    """The widths a refill is prefilled at for prompts padded to ``p``: powers of two from ``smallest`` below p,
+    then p (a prompt costs at most twice its own length's prefill; log2(p) branches are compiled)."""
+    return tuple(w for w in (1 << k for k in range(smallest.bit_length() - 1, p.bit_length())) if w < p) + (p,)
+
+
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None, encoder_context=None,
              encoder_inputs=None, encoder_static=(), streams=None) -> np.ndarray:
@@ -189,7 +214,8 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
                                          jnp.asarray(streams), jnp.int32(n), encoder_inputs, init_cache=init_cache,
                                          cached_step=cached_step, config=config, settings=settings,
-                                         cache_dtype=cache_dtype, slots=slots, decoding_params=decoding_params,
+                                         cache_dtype=cache_dtype, slots=slots, widths=prefill_widths(ids.shape[1]),
+                                         decoding_params=decoding_params,
                                          encoder_context=encoder_context, encoder_static=tuple(sorted(encoder_static)))
     tokens, counts = np.asarray(tokens)[:n], np.asarray(counts)[:n]
     steps = int(np.max(counts))

@@ -31,6 +31,17 @@ from common.validation import binary_mask
 STATIC_ARGS = ("output_hidden_states", "output_attentions", "deterministic")
 
 
+def bucketed_static(flags: dict) -> dict:
+    """Static arguments as they are compiled: Longformer / LED's number of global slots (``max_num_global``)
+    rounded up to a power of two, so that batches with 3, 4 or 5 global tokens (question lengths, say) share one
+    program; a slot no row fills is masked out exactly, so results do not change. Kept as counted when attentions
+    are returned: their global columns are one per slot, as transformers'."""
+    x = flags.get("max_num_global")
+    if isinstance(x, int) and x > 0 and not flags.get("output_attentions"):
+        return {**flags, "max_num_global": 1 << (x - 1).bit_length()}
+    return flags
+
+
 class Model:
     """A model ready to call: ``model(input_ids=..., ...)`` and, for generative heads, ``model.generate``."""
 
@@ -88,6 +99,7 @@ class Model:
         flags = {k: kwargs.pop(k) for k in self._static if k in kwargs}
         arrays = self.spec.validate_inputs(self.config, kwargs)
         flags.update({k: arrays.pop(k) for k in list(arrays) if k in self._static})
+        flags = bucketed_static(flags)
         if not flags.get("deterministic", True) and rng is None:
             raise ValueError("deterministic=False (dropout on) needs an `rng` key")
         extra = {"rng": rng} if rng is not None else {}
@@ -245,7 +257,8 @@ class Model:
         encoder = {}
         if encoder_arrays is not None:
             arrays = dict(encoder_arrays)
-            static = tuple((k, arrays.pop(k)) for k in list(arrays) if k in self._encoder_static)
+            static = tuple(bucketed_static({k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static})
+                           .items())
             encoder = dict(encoder_context=self._generation.encoder_context, encoder_inputs=arrays,
                            encoder_static=static)
         return continuous.generate(self.params, self.config, ids, mask.astype(np.int32), settings=settings,
@@ -255,7 +268,7 @@ class Model:
     def _encoder_context(self, arrays: dict):
         """Run the head's ``encoder_context`` once on the validated encoder inputs."""
         arrays = dict(arrays)
-        flags = {k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static}
+        flags = bucketed_static({k: arrays.pop(k) for k in list(arrays) if k in self._encoder_static})
         if self.mesh is not None:
             arrays = {k: self._place_batch(v) for k, v in arrays.items()}
         with self._mesh_context():

@@ -35,6 +35,7 @@ from common.extras import pyplot
 from common.finetune import metrics
 from common.finetune.batches import TrainBatches, collate, feature_length
 from common.finetune.task import Evaluator, Task
+from common.model import bucketed_static
 from common.train import OptimizerConfig, init_train_state, make_optimizer, make_train_step
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -125,14 +126,6 @@ def single_device_step(forward: Callable, config, optimizer: OptimizerConfig, st
     return make_train_step(fn, config, make_optimizer(optimizer))
 
 
-def static_bucket(name: str, value):
-    """A static argument as the train step compiles it: the number of global slots rounded up to a power of two
-    (a slot left empty changes nothing), so batches with 3, 4 or 5 global tokens share one program."""
-    if name == "max_num_global" and isinstance(value, int) and value > 0:
-        return 1 << (value - 1).bit_length()
-    return value
-
-
 def batch_at(task: Task, features: list[dict], batches: TrainBatches, step: int, seed: int) -> dict[str, np.ndarray]:
     """The train batch of ``step``: its features collated (bucketed lengths), then the task's per-step change."""
     batch = collate([features[i] for i in batches.indices_at(step)], task.fields, {"input": task.max_length},
@@ -185,7 +178,8 @@ def run(task: Task, model, data: Data, options: TrainingOptions, out: str | Path
         """The train step for the batch's static arguments (Longformer / LED: the global slots, bucketed), checked
         on the host as model(...) checks its inputs (ids in the vocabulary, labels in range)."""
         checked = dict(model.spec.validate_inputs(model.config, batch))
-        static = tuple((k, static_bucket(k, checked.pop(k))) for k in model.spec.static_args if k in checked)
+        static = tuple(bucketed_static({k: checked.pop(k) for k in model.spec.static_args if k in checked})
+                       .items())
         if static not in steps_by_static:
             if model.mesh is None:
                 steps_by_static[static] = single_device_step(model.spec.forward, train_config, optimizer, static)

@@ -15,6 +15,7 @@ import transformers
 
 from common.finetune import job
 from common.finetune.batches import TrainBatches, feature_length
+from common.model import bucketed_static
 from conversion.api import save_pretrained
 from conversion.finetune import prepare
 from tests.finetune import synthetic as S
@@ -65,7 +66,7 @@ def our_first_step(runner, model, data, training):
                            training.seed)
     batch = job.batch_at(runner, feats, batches, 0, training.seed)
     checked = dict(model.spec.validate_inputs(model.config, batch))
-    static = {k: job.static_bucket(k, checked.pop(k)) for k in model.spec.static_args if k in checked}
+    static = bucketed_static({k: checked.pop(k) for k in model.spec.static_args if k in checked})
     out = model.spec.forward(model.params, model.config, **checked, **static, deterministic=True)
     return batch, float(out.loss)
 

@@ -124,3 +124,20 @@ def test_a_second_process_reads_its_programs_from_the_compile_cache(directory, t
     assert cold["compiles"] >= 1 and any((tmp_path / "xla").iterdir())
     assert warm["compiles"] == 0 and warm["hits"] >= 1, warm
     assert warm["out"] == cold["out"]
+
+
+def test_global_slot_counts_share_programs_and_change_nothing(directory):
+    """Longformer's number of global slots is static: model(...) rounds it up to a power of two, so 3 and 4 global
+    tokens (question lengths, say) run one program; the empty slot changes no output (compared with the exact
+    count, which output_attentions keeps, its attentions having one column per slot as transformers')."""
+    model = conversion.from_pretrained(directory, progress=False)
+    ids = np.array([[0] + list(range(5, 17)) + [2]] * 2, np.int32)
+    before = model._forward._cache_size()
+    for n in (3, 4):
+        gmask = np.zeros_like(ids)
+        gmask[0, :n], gmask[1, :2] = 1, 1
+        bucketed = model(input_ids=ids, global_attention_mask=gmask).logits
+        exact = model(input_ids=ids, global_attention_mask=gmask, output_attentions=True)
+        assert exact.global_attentions[0].shape[-1] == n  # the exact count: one column per global slot
+        np.testing.assert_allclose(np.asarray(bucketed), np.asarray(exact.logits), atol=1e-6, rtol=0)
+    assert model._forward._cache_size() - before == 3  # 4 slots (3 and 4 globals) + the two exact counts
