@@ -14,8 +14,8 @@ Presets (WORKLOADS):
   4,096-token window; summarization on LED-base, 32 documents of 1,000-4,096 tokens -> at most 64 tokens, greedy
   and 4 beams; text-generation on Llama-110M, 256 prompts of 8-200 tokens -> at most 128 tokens, greedy, EOS ids
   at which rows stop at scattered points (a random tenth or so of the vocabulary: pick_stop_tokens): continuous
-  batching (ours, ``continuous=True``), static batching
-  (ours' default) and transformers. ``--scale`` multiplies every input count (a shorter run).
+  batching (ours, ``continuous=True``, the default for many prompts), static batching (``continuous=False``) and
+  transformers. ``--scale`` multiplies every input count (a shorter run).
 - ``small`` (results/pipelines_cpu.json): the same six tasks on small models (hidden 256, 4 layers), 64 short
   inputs (16 prompts, 8 documents): a few minutes.
 
@@ -89,7 +89,7 @@ def workloads(preset: str) -> list[Workload]:
             Workload("text-generation", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
                      {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": True}),
             Workload("text-generation static", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
-                     {"do_sample": False, "max_new_tokens": 128}),
+                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": False}),
         ]
     short, docs = (10, 250), (200, 900)
     return [
@@ -428,12 +428,16 @@ def main(argv=None) -> int:
                 built[key] = (directory, build_checkpoint(work, directory, sizes))
             directory, cfg = built[key]
             count = 4 if args.quick else max(2, round(work.items * args.scale))
-            inputs = make_inputs(work, directory, count, seed=len(rows))
+            # one input set per checkpoint, so that static vs continuous and greedy vs beams see the same inputs
+            inputs = make_inputs(work, directory, count, seed=0)
             kwargs = dict(work.kwargs)
             if work.task == "summarization":
                 kwargs["return_tensors"] = True  # token ids: compared exactly, and counted
             if work.task == "text-generation" and "min_new_tokens" not in kwargs:
                 kwargs["eos_token_id"] = pick_stop_tokens(directory, inputs, kwargs["max_new_tokens"])
+                # finished rows padded with the config's EOS (a special token, out of the texts); else generate
+                # pads with the first stop id, which transformers' batched texts would then show
+                kwargs["pad_token_id"] = cfg["eos_token_id"]
             inputs_path = Path(tmp) / f"{work.name}.json"
             inputs_path.write_text(json.dumps(inputs))
             cache = Path(tmp) / f"xla_{work.family}_{work.head}"

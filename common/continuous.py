@@ -184,7 +184,7 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, count, 
     return state["out"][:n_prompts], state["counts"][:n_prompts]
 
 
-def prefill_widths(p: int, smallest: int = 16) -> tuple[int, ...]:
+def prefill_widths(p: int, smallest: int = 8) -> tuple[int, ...]:
     """The widths a refill is prefilled at for prompts padded to ``p``: powers of two from ``smallest`` below p,
     then p (a prompt costs at most twice its own length's prefill; log2(p) branches are compiled)."""
     return tuple(w for w in (1 << k for k in range(smallest.bit_length() - 1, p.bit_length())) if w < p) + (p,)

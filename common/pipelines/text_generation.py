@@ -7,11 +7,12 @@ gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not s
 
 Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.padded_length) and
 generated together; the model's generate masks the padding and counts positions from each row's first real token,
-so every prompt gets the tokens it gets alone. Prompts run in static batches of batch_size by default; with our
-option ``continuous=True`` (Llama), greedy and sampled prompts go through one continuous-batching loop of batch_size
-slots instead (``model.generate(..., slots=)``, left-padded to the longest's bucketed length; a finished row's slot
-takes the next prompt at once). It is opt-in because it measured slower than static batching on CPU
-(benchmarks/README.md); beam search and XLM always run in static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
+so every prompt gets the tokens it gets alone. A call with more prompts than batch_size runs its greedy and sampled
+prompts (Llama) through one continuous-batching loop of batch_size slots (``model.generate(..., slots=)``,
+left-padded to the longest's bucketed length; a finished row's slot takes the next prompt at once): 1.25x the
+prompts/s of static batches on a 2-core CPU when rows stop at scattered points (benchmarks/README.md). Our option
+``continuous`` forces it (True) or static batches of batch_size (False); beam search and XLM always run in static
+batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
 EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
 
 Stop strings (``stop_sequence``, else generate's ``stop_strings``, else generation_config.json's; transformers'
@@ -54,8 +55,8 @@ class TextGeneration(Pipeline):
                "add_special_tokens": True, "skip_special_tokens": True, "stop_sequence": None, "stop_strings": UNSET,
                "tokenizer": None,  # what transformers' generate needs with stop_strings; ours has its own
                "seed": 0,  # sampling's random stream (ours is JAX's: it cannot equal torch's)
-               # ours: continuous batching for greedy / sampling (opt-in: measured slower than static batches on CPU)
-               "continuous": False}
+               # ours: continuous batching for greedy / sampling; None: when the call has more prompts than batch_size
+               "continuous": None}
     input_description = "a str (a prompt)"
     can_warm_up = False
     _token_texts = None  # each token's text as stop strings are matched (stop_strings.token_texts), when needed
@@ -67,8 +68,9 @@ class TextGeneration(Pipeline):
         if not isinstance(opts["prefix"], str):
             raise ValueError(f"prefix: expected a str, got {describe(opts['prefix'])}")
         for name in ("add_special_tokens", "skip_special_tokens", "continuous"):
-            if not isinstance(opts[name], bool):
-                raise ValueError(f"{name}: expected True or False, got {describe(opts[name])}")
+            if not isinstance(opts[name], bool) and not (name == "continuous" and opts[name] is None):
+                raise ValueError(f"{name}: expected True or False{' or None' if name == 'continuous' else ''}, "
+                                 f"got {describe(opts[name])}")
         opts["generate"] = self.generate_settings(opts)
         opts["stops"] = self.stop_strings(opts)
         return opts
@@ -184,7 +186,8 @@ class TextGeneration(Pipeline):
         length: a refill prefills one padded prompt, and more prompts share the loop), else prompts run in static
         batches of batch_size."""
         settings = opts["generate"]
-        continuous = opts["continuous"] and self.beams(settings) == 1 and self.model.continuous_batching
+        wanted = len(encoded) > self.batch_size if opts["continuous"] is None else opts["continuous"]
+        continuous = wanted and self.beams(settings) == 1 and self.model.continuous_batching
         limit = self.position_limit
         keys = []
         for enc in encoded:

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 import conversion
+from common.continuous import prefill_widths
 from tests.factory import save_hf
 from tests.llama.hf_llama import hf_model
 
 NEW = 12
-LENGTHS = (3, 7, 1, 5, 8, 2, 6, 4, 7)  # nine prompts, left-padded to 8
+# Nine prompts, left-padded to 20: a refill is prefilled at width 8, 16 or 20 (continuous.prefill_widths), the
+# narrowest that holds its prompt.
+LENGTHS = (3, 17, 1, 5, 20, 2, 9, 4, 12)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +44,10 @@ def alone(hf, prompt, eos):
     return out
 
 
-@pytest.mark.parametrize("slots", [2, 3, 16])
+@pytest.mark.parametrize("slots", [2, 3, 8, 16])  # 16: every row has a slot (static batching serves)
 def test_each_prompt_gets_what_it_gets_alone(setup, slots):
     _, ours, ids, mask, eos, expected = setup
+    assert prefill_widths(ids.shape[1]) == (8, 16, 20)
     got = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0,
                         slots=slots)
     static = ours.generate(ids, attention_mask=mask, max_new_tokens=NEW, eos_token_id=eos, pad_token_id=0)

@@ -263,15 +263,20 @@ def test_a_stopped_row_is_padded_with_an_eos_and_runs_on_without(setups):
 
 
 def test_continuous_batching_gives_static_batchings_texts_and_draws_per_prompt(setups):
-    """Llama's prompts through two slots, refilled as rows end (continuous=True) give static batching's texts
-    (the default, compared with transformers above), and sampled draws depend neither on the slot count nor on
-    continuous batching."""
+    """Llama's prompts through two slots, refilled as rows end (continuous=True; the default for more prompts
+    than batch_size, compared with transformers above) give static batching's texts (continuous=False), and
+    sampled draws depend neither on the slot count nor on continuous batching."""
     _, ours, _, settings = setups["llama"]
-    assert ours(PROMPTS, **settings, continuous=True) == ours(PROMPTS, **settings)
+    static = ours(PROMPTS, **settings, continuous=False)
+    assert ours(PROMPTS, **settings, continuous=True) == ours(PROMPTS, **settings) == static
     assert ours(PROMPTS, **settings, continuous=True, return_tensors=True) == \
-        ours(PROMPTS, **settings, return_tensors=True)
+        ours(PROMPTS, **settings, continuous=False, return_tensors=True)
     one_slot = TextGeneration(ours.model, ours.tokenizer, batch_size=1, continuous=True)
-    assert one_slot(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE, continuous=True) == ours(PROMPTS, **SAMPLE)
+    assert one_slot(PROMPTS, **SAMPLE) == ours(PROMPTS, **SAMPLE, continuous=True) == \
+        ours(PROMPTS, **SAMPLE, continuous=False)
+    for bad in ("yes", 1):
+        with pytest.raises(ValueError, match="continuous: expected True or False or None, got"):
+            ours(PROMPTS, **settings, continuous=bad)
 
 
 def test_sampled_draws_do_not_depend_on_the_batch(setups):
