@@ -17,6 +17,11 @@ def _xla_accepts(flag: str) -> bool:
 
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Under pytest-xdist (the README's `-n 2`) the workers share the machine's cores: torch's OpenMP threads, one per
+# core by default, then spin-wait for cores the other worker's XLA holds (a torch-heavy test ran 7.8 s alone and
+# 52 s beside another worker). One torch thread per worker; XLA's own thread pool does not read this.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Pipelines turn on JAX's persistent compilation cache by default (common.compile_cache); the suite runs without
 # it, so every run compiles what it tests and writes nothing under ~/.cache (tests/pipelines/test_stats.py
 # turns it on in subprocesses of its own).
