@@ -67,10 +67,11 @@ class TextGeneration(Pipeline):
         opts["return_type"] = return_type(opts["return_full_text"], opts["return_text"], opts["return_tensors"])
         if not isinstance(opts["prefix"], str):
             raise ValueError(f"prefix: expected a str, got {describe(opts['prefix'])}")
-        for name in ("add_special_tokens", "skip_special_tokens", "continuous"):
-            if not isinstance(opts[name], bool) and not (name == "continuous" and opts[name] is None):
-                raise ValueError(f"{name}: expected True or False{' or None' if name == 'continuous' else ''}, "
-                                 f"got {describe(opts[name])}")
+        for name in ("add_special_tokens", "skip_special_tokens"):
+            if not isinstance(opts[name], bool):
+                raise ValueError(f"{name}: expected True or False, got {describe(opts[name])}")
+        if opts["continuous"] is not None and not isinstance(opts["continuous"], bool):
+            raise ValueError(f"continuous: expected True or False or None, got {describe(opts['continuous'])}")
         opts["generate"] = self.generate_settings(opts)
         opts["stops"] = self.stop_strings(opts)
         return opts
