@@ -1,7 +1,7 @@
 """Continuous batching: many prompts through a fixed number of decoding slots, in one compiled loop.
 
 Static batching generates a batch until its longest row is done, then starts the next batch: rows that met EOS
-early idle. Here ``slots`` rows decode together and, as soon as one finishes (EOS or max_new_tokens), the next
+early idle. Here ``slots`` rows decode together and, as soon as one finishes (EOS or its own max_new_tokens), the next
 waiting prompt is prefilled into its slot while the others go on decoding; the loop ends when every prompt is
 done. Everything (prefills, decode steps, refills) runs in one ``lax.while_loop``, for one compiled program per
 (prompt count, padded prompt width, settings).
@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, row_streams,
-                               select_row_tokens, with_context)
+from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, row_limits,
+                               row_streams, select_row_tokens, with_context)
 
 
 def cache_axes(init_cache, config, dtype):
@@ -69,13 +69,14 @@ def shift_back(cache, n, slot_axes):
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
                                              "decoding_params", "slots", "widths", "encoder_context",
                                              "encoder_static"))
-def generate_continuous(params, input_ids, attention_mask, key, streams, count, encoder_inputs=None, *, init_cache,
+def generate_continuous(params, input_ids, attention_mask, key, streams, limits, count, encoder_inputs=None, *,
+                        init_cache,
                         cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
                         widths: tuple[int, ...] | None = None, decoding_params=None, encoder_context=None,
                         encoder_static=()):
     """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
     prompts), of which the first ``count`` (traced, so that N can be a bucketed size) are generated; streams: [N]
-    each prompt's random stream (sampling);
+    each prompt's random stream (sampling); limits: [N] each prompt's own max_new_tokens (<= the settings');
     encoder_inputs: an encoder-decoder's encoder arrays, {name: [N, S]}, run by ``encoder_context``
     (with the static keyword arguments ``encoder_static``, (name, value) pairs) for each prompt as its slot is
     filled; its context's leaves are batch-first.
@@ -145,8 +146,8 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, count, 
 
     def pick(logits, seqs, made, prompt):
         """Each row's next token, with its own step count and its prompt's own random stream."""
-        scores = jax.vmap(lambda row, seq, step: process_scores(row[None], seq[None], p, step, settings)[0])(
-            logits, seqs, made)
+        scores = jax.vmap(lambda row, seq, step, last: process_scores(row[None], seq[None], p, step, settings,
+                                                                      last)[0])(logits, seqs, made, limits[prompt] - 1)
         return select_row_tokens(scores, settings, key, streams[prompt], made)
 
     def step(s):
@@ -158,7 +159,7 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, count, 
         seqs = s["seqs"].at[jnp.arange(rows), at].set(jnp.where(live, token, s["seqs"][jnp.arange(rows), at]))
         made = s["made"] + live
         counts = s["counts"].at[target].set(made)
-        active = live & ~jnp.isin(token, eos) & (made < new)
+        active = live & ~jnp.isin(token, eos) & (made < limits[s["prompt"]])
         cache = jax.lax.cond(s["cache"]["index"] >= length, lambda c: shift_back(c, length - longest, slot_axes),
                              lambda c: c, s["cache"])
         last_pos = s["last_pos"] + 1
@@ -192,13 +193,15 @@ def prefill_widths(p: int, smallest: int = 8) -> tuple[int, ...]:
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              slots: int, seed: int = 0, cache_dtype=jnp.float32, decoding_params=None, encoder_context=None,
-             encoder_inputs=None, encoder_static=(), streams=None) -> np.ndarray:
+             encoder_inputs=None, encoder_static=(), streams=None, limits=None) -> np.ndarray:
     """Host entry, as common.generation.generate (the same inputs and result, another schedule): prompts [N, P]
     (left-padded) -> [N * num_return_sequences, P + steps] int32, each row its prompt then its new tokens, pad
     after its end, cut after the longest row. An encoder-decoder gives its ``encoder_context`` hook, its encoder
-    arrays ``encoder_inputs`` {name: [N, S]} and their static arguments ``encoder_static`` ((name, value) pairs)."""
+    arrays ``encoder_inputs`` {name: [N, S]} and their static arguments ``encoder_static`` ((name, value) pairs);
+    limits: [N] each prompt's own max_new_tokens (default settings.max_new_tokens)."""
     r = settings.num_return_sequences
     streams = row_streams(streams, np.shape(input_ids)[0], r)
+    limits = row_limits(limits, np.shape(input_ids)[0], r, settings)
     ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
     if encoder_inputs is not None:
@@ -206,13 +209,14 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     n = len(ids)
     rows = 1 << max(n - 1, 0).bit_length()  # a power of two: calls with similar counts share one program
     if rows > n:  # filler prompts (copies of the last), never generated
-        ids, mask, streams = (np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)])
-                              for a in (ids, mask, streams))
+        ids, mask, streams, limits = (np.concatenate([a, np.repeat(a[-1:], rows - n, axis=0)])
+                                      for a in (ids, mask, streams, limits))
         if encoder_inputs is not None:
             encoder_inputs = {k: jnp.concatenate([v, jnp.repeat(v[-1:], rows - n, axis=0)])
                               for k, v in encoder_inputs.items()}
     tokens, counts = generate_continuous(params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed),
-                                         jnp.asarray(streams), jnp.int32(n), encoder_inputs, init_cache=init_cache,
+                                         jnp.asarray(streams), jnp.asarray(limits), jnp.int32(n), encoder_inputs,
+                                         init_cache=init_cache,
                                          cached_step=cached_step, config=config, settings=settings,
                                          cache_dtype=cache_dtype, slots=slots, widths=prefill_widths(ids.shape[1]),
                                          decoding_params=decoding_params,

@@ -159,6 +159,14 @@ def row_streams(streams, prompts: int, returned: int) -> np.ndarray:
     return (values.astype(np.int64)[:, None] * returned + np.arange(returned)).reshape(-1).astype(np.int32)
 
 
+def row_limits(limits, prompts: int, returned: int, s: GenerationConfig) -> np.ndarray:
+    """[prompts * returned] int32: each row's own max_new_tokens (a prompt's, repeated for its returned
+    sequences), settings.max_new_tokens for every row when ``limits`` is None."""
+    if limits is None:
+        return np.full((prompts * returned,), s.max_new_tokens, np.int32)
+    return np.repeat(np.asarray(limits, np.int32), returned)
+
+
 def eos_array(s: GenerationConfig) -> jax.Array:
     """EOS ids as an int32 array ([-1], which no token equals, when EOS is off)."""
     return jnp.asarray(s.eos_token_ids or (-1,), jnp.int32)
@@ -185,9 +193,11 @@ def banned_ngram_tokens(seqs: jax.Array, cur_len, n: int, vocab_size: int) -> ja
     return banned[:, :vocab_size]
 
 
-def process_scores(scores: jax.Array, seqs: jax.Array, prompt_len: int, step, s: GenerationConfig) -> jax.Array:
+def process_scores(scores: jax.Array, seqs: jax.Array, prompt_len: int, step, s: GenerationConfig,
+                   last=None) -> jax.Array:
     """HF's logits processors, in its order. scores: [R, V] float32; seqs: [R, prompt_len + max_new_tokens]
-    holding the prompt and the ``step`` tokens generated so far. Banned entries become -inf."""
+    holding the prompt and the ``step`` tokens generated so far; last: each row's last step ([R] or a scalar;
+    default max_new_tokens - 1), where forced_eos_token_id applies. Banned entries become -inf."""
     if s.no_repeat_ngram_size:
         banned = banned_ngram_tokens(seqs, prompt_len + step, s.no_repeat_ngram_size, scores.shape[-1])
         scores = jnp.where(banned, -jnp.inf, scores)
@@ -199,7 +209,8 @@ def process_scores(scores: jax.Array, seqs: jax.Array, prompt_len: int, step, s:
         scores = jnp.where(step == 0, jnp.where(vocab == s.forced_bos_token_id, 0.0, -jnp.inf), scores)
     if s.forced_eos_token_id:
         forced = jnp.where(jnp.isin(vocab, jnp.asarray(s.forced_eos_token_id)), 0.0, -jnp.inf)
-        scores = jnp.where(step == s.max_new_tokens - 1, forced, scores)
+        last = s.max_new_tokens - 1 if last is None else last
+        scores = jnp.where(jnp.reshape(step == last, (-1, 1)), forced, scores)
     return scores
 
 
@@ -243,9 +254,10 @@ def decode_step(params, config, cached_step, tokens, positions, cache, logits, r
 # ------------------------------------------------------------------------------- greedy / sample
 @functools.partial(jax.jit, static_argnames=("init_cache", "cached_step", "config", "settings", "cache_dtype",
                                              "decoding_params"))
-def generate_tokens(params, input_ids, attention_mask, key, streams, context=None, *, init_cache, cached_step,
-                    config, settings: GenerationConfig, cache_dtype, decoding_params=None):
-    """input_ids, attention_mask: [B, T] (left-padded); streams: [B] each row's random stream (sampling).
+def generate_tokens(params, input_ids, attention_mask, key, streams, limits, context=None, *, init_cache,
+                    cached_step, config, settings: GenerationConfig, cache_dtype, decoding_params=None):
+    """input_ids, attention_mask: [B, T] (left-padded); streams: [B] each row's random stream (sampling);
+    limits: [B] each row's own max_new_tokens (<= settings.max_new_tokens): a row stops there as at an EOS.
     Returns (sequences [B, T + max_new_tokens]: prompt then new tokens, steps taken).
 
     Slots past ``T + steps`` are filler (pad) and are cut by the caller, so results equal HF's early stop.
@@ -260,10 +272,10 @@ def generate_tokens(params, input_ids, attention_mask, key, streams, context=Non
 
     def body(state):
         i, seqs, finished, logits, cache, last_pos = state
-        nxt = select_row_tokens(process_scores(logits, seqs, t, i, settings), settings, key, streams, i)
+        nxt = select_row_tokens(process_scores(logits, seqs, t, i, settings, limits - 1), settings, key, streams, i)
         nxt = jnp.where(finished, pad, nxt)
         seqs = seqs.at[:, t + i].set(nxt)
-        finished = finished | jnp.isin(nxt, eos)
+        finished = finished | jnp.isin(nxt, eos) | (i + 1 >= limits)
         last_pos = last_pos + 1
         logits, cache = decode_step(params, config, cached_step, nxt, last_pos, cache, logits, i + 1 < n)
         # A loop's carry keeps its type (Explicit sharding included) from one iteration to the next.
@@ -281,9 +293,10 @@ def generate_tokens(params, input_ids, attention_mask, key, streams, context=Non
 
 def generate(params, config, input_ids, attention_mask, *, init_cache, cached_step, settings: GenerationConfig,
              seed: int = 0, cache_dtype=jnp.float32, context=None, reorder_cache=None,
-             decoding_params=None, streams=None) -> np.ndarray:
+             decoding_params=None, streams=None, limits=None) -> np.ndarray:
     """Host entry for greedy / sampling: prompt + generated tokens, [B * num_return_sequences, T + steps]
-    int32, cut where every row has finished. Each prompt is repeated num_return_sequences times (HF's order),
+    int32, cut where every row has finished. limits: [B] each prompt's own max_new_tokens (default
+    settings.max_new_tokens for all). Each prompt is repeated num_return_sequences times (HF's order),
     and so are the rows of ``context``, through ``reorder_cache`` (which must accept the context's entries).
     Sampling draws row r's token at step t with ``draw_key(PRNGKey(seed), row_streams(streams, ...)[r], t)``,
     as common.continuous does."""
@@ -291,10 +304,12 @@ def generate(params, config, input_ids, attention_mask, *, init_cache, cached_st
     rows = row_streams(streams, np.shape(input_ids)[0], r)
     ids = np.repeat(np.asarray(input_ids, np.int32), r, axis=0)
     mask = np.repeat(np.asarray(attention_mask, np.int32), r, axis=0)
+    limits = row_limits(limits, np.shape(input_ids)[0], r, settings)
     if context is not None and r > 1:
         context = reorder_cache(context, jnp.repeat(jnp.arange(ids.shape[0] // r), r))
     seqs, steps = generate_tokens(
-        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), jnp.asarray(rows), context,
+        params, jnp.asarray(ids), jnp.asarray(mask), jax.random.PRNGKey(seed), jnp.asarray(rows),
+        jnp.asarray(limits), context,
         init_cache=init_cache, cached_step=cached_step, config=config, settings=settings, cache_dtype=cache_dtype,
         decoding_params=decoding_params,
     )

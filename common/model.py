@@ -31,6 +31,17 @@ from common.validation import binary_mask
 STATIC_ARGS = ("output_hidden_states", "output_attentions", "deterministic")
 
 
+def per_prompt_limits(values, prompts: int) -> np.ndarray:
+    """``generate``'s max_new_tokens given one per prompt, checked: [prompts] int32."""
+    values = list(values)
+    if len(values) != prompts:
+        raise ValueError(f"max_new_tokens: expected one int or one per prompt ({prompts}), got {len(values)} values")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"max_new_tokens[{i}] = {v!r} is invalid: expected an integer >= 1")
+    return np.asarray(values, np.int32)
+
+
 def bucketed_static(flags: dict) -> dict:
     """Static arguments as they are compiled: Longformer / LED's number of global slots (``max_num_global``)
     rounded up to a power of two, so that batches with 3, 4 or 5 global tokens (question lengths, say) share one
@@ -120,7 +131,7 @@ class Model:
         return jax.device_put(array, sharding)
 
     # ---------------------------------------------------------------------------------- generate
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32, do_sample: bool | None = None,
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=32, do_sample: bool | None = None,
                  num_beams: int | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, eos_token_id: int | list[int] | None = None,
                  pad_token_id: int | None = None, min_new_tokens: int | None = None,
@@ -143,6 +154,8 @@ class Model:
         are masked as HF does (decoder-only heads, when pad_token_id is set and differs from eos; an encoder
         then attends to every token).
         ``eos_token_id=[]`` switches EOS off, so exactly max_new_tokens tokens are generated.
+        ``max_new_tokens`` is one int for every prompt or one per prompt (greedy and sampling): a row then stops
+        at its own, as at an EOS (the result is as wide as the longest row; shorter rows are padded).
 
         ``slots=k`` (greedy or sampling; Llama and LED, not on a mesh: ``model.continuous_batching``) decodes the
         rows by continuous batching (common.continuous): k rows at a time, each finished row's slot refilled with
@@ -199,6 +212,10 @@ class Model:
             mask = (ids != pad) if (pad in ids and pad not in eos) else np.ones_like(ids)
         elif not seq2seq:
             mask = binary_mask("attention_mask", attention_mask, ids.shape)
+        limits = None
+        if isinstance(max_new_tokens, (list, tuple, np.ndarray)):  # one per prompt: the loop runs to the largest
+            limits = per_prompt_limits(max_new_tokens, np.shape(ids)[0])
+            max_new_tokens = int(limits.max())
         forced_eos = setting("forced_eos_token_id", forced_eos_token_id, getattr(cfg, "forced_eos_token_id", None))
         sample = bool(setting("do_sample", do_sample, False))
         min_new = setting("min_new_tokens", min_new_tokens, None)
@@ -221,21 +238,34 @@ class Model:
             (() if forced_eos is None else (forced_eos,)),
         )
         settings.validate(cfg.vocab_size)
+        if limits is not None and settings.num_beams > 1:
+            raise ValueError(f"max_new_tokens: one per prompt is supported with greedy search and sampling, not "
+                             f"with num_beams = {settings.num_beams}: expected one int")
+        if limits is not None and min_new > limits.min():
+            row = int(np.argmin(limits))
+            raise ValueError(f"min_new_tokens = {min_new} is invalid: expected at most every prompt's "
+                             f"max_new_tokens (prompt {row}'s is {limits[row]})")
         if settings.num_beams > 1 and hooks.reorder_cache is None:
             raise ValueError(f"num_beams = {settings.num_beams} is not supported for {self.architecture} (its cache "
                              "cannot be reordered): expected 1")
         limit = self.spec.max_positions(cfg) if self.spec.max_positions else None
-        if limit is not None and ids.shape[1] + max_new_tokens > limit:
+        # Positions count from each row's first real token, so a row's own length and max_new_tokens are what
+        # must fit the position table (not the padded width).
+        lengths = np.sum(mask, axis=1)
+        news = np.full(len(lengths), max_new_tokens) if limits is None else limits
+        if limit is not None and np.max(lengths + news) > limit:
+            row = int(np.argmax(lengths + news))
             table = "the decoder's max_decoder_position_embeddings" if seq2seq else "max_position_embeddings"
-            raise ValueError(f"{'decoder ' if seq2seq else ''}prompt length {ids.shape[1]} + max_new_tokens "
-                             f"{max_new_tokens} is past {table}={limit}; the total must be <= {limit}")
+            raise ValueError(f"{'decoder ' if seq2seq else ''}prompt length {lengths[row]} + max_new_tokens "
+                             f"{news[row]} is past {table}={limit}" + (f" (prompt {row})" if len(news) > 1 else "")
+                             + f"; the total must be <= {limit}")
         # The cache holds keys/values in the compute dtype (the params' dtype unless the config overrides it).
         dtype = getattr(cfg, "compute_dtype", None) or float_dtype(self.params)
         steps = dict(init_cache=hooks.init_cache, cached_step=hooks.cached_step,
                      decoding_params=hooks.decoding_params)
         if slots is not None:
             out = self._generate_continuous(ids, mask, settings, slots, seed, dtype,
-                                            encoder_arrays if seq2seq else None, steps, streams)
+                                            encoder_arrays if seq2seq else None, steps, streams, limits)
             if out is not None:
                 return out
         context = self._encoder_context(encoder_arrays) if seq2seq else None
@@ -245,10 +275,11 @@ class Model:
                                    settings=settings, cache_dtype=dtype, context=context, **steps)
             return generate(self.params, cfg, ids, mask.astype(np.int32), settings=settings, seed=seed,
                             cache_dtype=dtype, context=context, reorder_cache=hooks.reorder_cache, streams=streams,
+                            limits=limits,
                             **steps)
 
     def _generate_continuous(self, ids, mask, settings, slots, seed, dtype, encoder_arrays, steps,
-                             streams) -> np.ndarray | None:
+                             streams, limits) -> np.ndarray | None:
         """``generate(..., slots=k)``: continuous batching (common.continuous); None where static batching serves
         (no more rows than slots)."""
         if isinstance(slots, bool) or not isinstance(slots, (int, np.integer)) or slots < 1:
@@ -270,7 +301,8 @@ class Model:
             encoder = dict(encoder_context=self._generation.encoder_context, encoder_inputs=arrays,
                            encoder_static=static)
         return continuous.generate(self.params, self.config, ids, mask.astype(np.int32), settings=settings,
-                                   slots=int(slots), seed=seed, cache_dtype=dtype, streams=streams, **steps,
+                                   slots=int(slots), seed=seed, cache_dtype=dtype, streams=streams, limits=limits,
+                                   **steps,
                                    **encoder)
 
     def _encoder_context(self, arrays: dict):

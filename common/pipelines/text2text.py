@@ -126,7 +126,7 @@ class Text2TextGeneration(Pipeline):
         out = self.model.generate(ids, attention_mask=mask, **settings, **extra, **slots)
         per_row = out.shape[0] // len(filled)
         eos = eos_ids(self.model, settings["eos_token_id"])
-        return [trim(out[r * per_row:(r + 1) * per_row], 1, eos) for r in range(len(rows))]
+        return [trim(out[r * per_row:(r + 1) * per_row], 1, out.shape[1] - 1, eos) for r in range(len(rows))]
 
     def postprocess(self, sequences: list[np.ndarray], opts: dict) -> list[dict]:
         if opts["return_tensors"]:

@@ -3,14 +3,17 @@
 One prompt -> [{"generated_text": ...}] (num_return_sequences entries); a list -> a list of those. As transformers
 5.x: the prompt is tokenized with the tokenizer's special tokens, the new tokens (everything after the prompt's ids)
 are decoded alone and, for return_full_text (the default), appended to the prompt text as given; return_tensors
-gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not supported.
+gives {"generated_token_ids": prompt + new ids} instead. Chat messages are not supported. Ours: a prompt may come
+as {"text": ..., "max_new_tokens": k}, its own max over the call's (a JSON Lines job's line can carry it): prompts
+of different maxes share batches, each row stopping at its own as at an EOS (beam search batches prompts of one max).
 
 Prompts of different lengths are left-padded to bucketed lengths (common.pipelines.batching.padded_length) and
 generated together; the model's generate masks the padding and counts positions from each row's first real token,
 so every prompt gets the tokens it gets alone. A call with more prompts than batch_size runs its greedy and sampled
 prompts (Llama) through one continuous-batching loop of batch_size slots (``model.generate(..., slots=)``,
-left-padded to the longest's bucketed length; a finished row's slot takes the next prompt at once): 1.25x the
-prompts/s of static batches on a 2-core CPU when rows stop at scattered points (benchmarks/README.md). Our option
+left-padded to the longest's bucketed length; a finished row's slot takes the next prompt at once; queue order:
+continuous_queue): 1.84x the prompts/s of static batches on a 2-core CPU when rows stop at scattered points
+(benchmarks/README.md). Our option
 ``continuous`` forces it (True) or static batches of batch_size (False); beam search and XLM always run in static
 batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
 EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
@@ -57,7 +60,7 @@ class TextGeneration(Pipeline):
                "seed": 0,  # sampling's random stream (ours is JAX's: it cannot equal torch's)
                # ours: continuous batching for greedy / sampling; None: when the call has more prompts than batch_size
                "continuous": None}
-    input_description = "a str (a prompt)"
+    input_description = 'a str (a prompt) or a {"text", "max_new_tokens"} dict (a prompt with its own max)'
     can_warm_up = False
     _token_texts = None  # each token's text as stop strings are matched (stop_strings.token_texts), when needed
 
@@ -141,17 +144,29 @@ class TextGeneration(Pipeline):
 
     # ------------------------------------------------------------------------------------- inputs
     def is_single(self, inputs) -> bool:
-        return isinstance(inputs, str) or is_chat(inputs)  # a chat is one input (refused in check)
+        return isinstance(inputs, (str, dict)) or is_chat(inputs)  # a chat is one input (refused in check)
 
-    def check(self, item, where: str):
+    def check(self, item, where: str) -> tuple[str, int | None]:
+        """(prompt, its own max_new_tokens or None)."""
         if is_chat(item) or (isinstance(item, (list, tuple)) and item and all(is_chat(c) for c in item)):
             raise ValueError(f"{where}: chat messages (a list of {{'role', 'content'}} dicts) are not supported "
                              "by this text-generation pipeline; expected a plain-text prompt (a str)")
+        if isinstance(item, dict):
+            if "text" not in item or set(item) - {"text", "max_new_tokens"}:
+                raise ValueError(f'{where}: expected a {{"text", "max_new_tokens"}} dict ("max_new_tokens" '
+                                 f"optional), got keys {sorted(item)}")
+            own = item.get("max_new_tokens")
+            if own is not None and (isinstance(own, bool) or not isinstance(own, (int, np.integer)) or own < 1):
+                raise ValueError(f"{where}['max_new_tokens']: expected an int >= 1, got {describe(own)}")
+            if not isinstance(item["text"], str):
+                raise ValueError(f"{where}['text']: expected a str (a prompt), got {describe(item['text'])}")
+            return item["text"], own
         if not isinstance(item, str):
-            raise ValueError(f"{where}: expected a str (a prompt), got {describe(item)}")
-        return item
+            raise ValueError(f"{where}: expected {self.input_description}, got {describe(item)}")
+        return item, None
 
-    def preprocess(self, text: str, where: str, opts: dict) -> Encoded:
+    def preprocess(self, item: tuple[str, int | None], where: str, opts: dict) -> Encoded:
+        text, own = item
         ids = np.asarray(self.tokenizer(opts["prefix"] + text, add_special_tokens=opts["add_special_tokens"])
                          ["input_ids"][0], np.int32)
         cut = len(ids)
@@ -161,7 +176,7 @@ class TextGeneration(Pipeline):
                 raise ValueError(f"{where}: the prompt {text!r} gives no tokens and the model has no "
                                  "bos_token_id to start from")
             ids = np.array([bos], np.int32)
-        new = self.max_new_tokens(opts["generate"], len(ids) if cut else 1, where)
+        new = own if own is not None else self.max_new_tokens(opts["generate"], len(ids) if cut else 1, where)
         return Encoded([{"input_ids": ids}], {"text": text, "cut": cut, "max_new_tokens": new})
 
     def max_new_tokens(self, settings: dict, prompt_length: int, where: str) -> int:
@@ -181,22 +196,24 @@ class TextGeneration(Pipeline):
         return [self.postprocess(enc, group, opts) for enc, group in zip(encoded, groups)]
 
     def generate_all(self, encoded: list[Encoded], opts: dict) -> list[list[np.ndarray]]:
-        """Each prompt's returned sequences (prompt + new ids). Prompts are sorted by length and grouped by
-        max_new_tokens (one per call unless it comes from a max_length); with continuous batching (greedy or
-        sampling) every prompt goes through one loop of batch_size slots (left-padded to the longest's bucketed
-        length: a refill prefills one padded prompt, and more prompts share the loop), else prompts run in static
-        batches of batch_size."""
+        """Each prompt's returned sequences (prompt + new ids). Prompts are sorted by length; with continuous
+        batching (greedy or sampling) every prompt goes through one loop of batch_size slots (left-padded to the
+        longest's bucketed length: a refill prefills one padded prompt, and more prompts share the loop), else
+        prompts run in static batches of batch_size. Each row stops at its prompt's own max_new_tokens (beam search,
+        which has one per call, batches prompts of one max_new_tokens together)."""
         settings = opts["generate"]
         wanted = len(encoded) > self.batch_size if opts["continuous"] is None else opts["continuous"]
-        continuous = wanted and self.beams(settings) == 1 and self.model.continuous_batching
+        beams = self.beams(settings) > 1
+        continuous = wanted and not beams and self.model.continuous_batching
         limit = self.position_limit
         keys = []
         for enc in encoded:
             new, n = enc.meta["max_new_tokens"], len(enc.rows[0]["input_ids"])
-            keys.append((new, padded_length(n, None if limit is None else max(limit - new, 1), self.buckets), n))
+            width = padded_length(n, None if limit is None else max(limit - new, 1), self.buckets)
+            keys.append((new if beams else 0, width, n))
         order = sorted(range(len(encoded)), key=keys.__getitem__)
-        if continuous:  # every prompt with one max_new_tokens in one loop: slots refill across prompt lengths
-            chunks = [[i for i in order if keys[i][0] == new] for new in sorted({k[0] for k in keys})]
+        if continuous:  # every prompt in one loop: slots refill across prompt lengths and max_new_tokens
+            chunks = [continuous_queue(order, [enc.meta["max_new_tokens"] for enc in encoded], self.batch_size)]
         else:
             chunks, start = [], 0
             while start < len(order):
@@ -207,26 +224,28 @@ class TextGeneration(Pipeline):
         results: list = [None] * len(encoded)
         for chunk in chunks:
             prompts = [encoded[i].rows[0]["input_ids"] for i in chunk]
-            for i, group in zip(chunk, self.generate_batch(prompts, chunk, keys[chunk[0]][0], opts, continuous)):
+            news = [encoded[i].meta["max_new_tokens"] for i in chunk]
+            width = max(keys[i][1] for i in chunk)
+            for i, group in zip(chunk, self.generate_batch(prompts, chunk, news, width, opts, continuous)):
                 results[i] = group
         return results
 
-    def generate_batch(self, prompts: list[np.ndarray], indices: list[int], new: int, opts: dict,
-                       continuous: bool) -> list[list[np.ndarray]]:
-        """One generate call over left-padded prompts of a bucketed length: every prompt through batch_size slots
-        (continuous batching: the prompt count bucketed by model.generate), or one batch whose row count is a
-        power of two (filled with copies of the last prompt), so that any traffic compiles few programs.
-        indices: the prompts' places in the call, their random streams when sampling."""
+    def generate_batch(self, prompts: list[np.ndarray], indices: list[int], news: list[int], length: int,
+                       opts: dict, continuous: bool) -> list[list[np.ndarray]]:
+        """One generate call over prompts left-padded to ``length``, each with its own max_new_tokens ``news``:
+        every prompt through batch_size slots (continuous batching: the prompt count bucketed by model.generate),
+        or one batch whose row count is a power of two (filled with copies of the last prompt), so that any traffic
+        compiles few programs. indices: the prompts' places in the call, their random streams when sampling."""
         settings = opts["generate"]
-        limit = self.position_limit
         lengths = [len(p) for p in prompts]
-        length = padded_length(max(lengths), None if limit is None else max(limit - new, 1), self.buckets)
         filler = 0 if continuous else bucket(len(prompts), self.batch_size, smallest=1) - len(prompts)
         rows, streams = prompts + [prompts[-1]] * filler, list(indices) + [indices[-1]] * filler
+        news = news + [news[-1]] * filler
         self.stats.record_batch(lengths, len(rows), length)
         ids = pad_rows(rows, length, "left", self.pad_values()["input_ids"])
         mask = pad_rows([np.ones(len(p), np.int32) for p in rows], length, "left", 0)
         slots = {"slots": self.batch_size} if continuous else {}
+        new = news[0] if len(set(news)) == 1 else news  # one per row only where they differ
         out = self.model.generate(ids, attention_mask=mask, **{**settings, "max_new_tokens": new}, **slots,
                                   streams=np.asarray(streams))
         per_prompt = out.shape[0] // len(rows)
@@ -234,8 +253,8 @@ class TextGeneration(Pipeline):
         # transformers pads a finished row only when an EOS is set; without, a stopped row runs on with the others
         fill = self.fill_token(settings) if eos else None
         stops = None if opts["stops"] is None else (opts["stops"], self._token_texts, fill)
-        return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), eos, stops)
-                for r, p in enumerate(prompts)]
+        return [trim(out[r * per_prompt:(r + 1) * per_prompt, length - len(p):], len(p), n, eos, stops)
+                for r, (p, n) in enumerate(zip(prompts, news))]
 
     # ------------------------------------------------------------------------------------ outputs
     def postprocess(self, encoded: Encoded, sequences: list[np.ndarray], opts: dict):
@@ -259,9 +278,11 @@ def eos_ids(model, given) -> set[int]:
     return set(eos) if isinstance(eos, (list, tuple)) else (set() if eos is None else {eos})
 
 
-def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | None = None) -> list[np.ndarray]:
+def trim(group: np.ndarray, prompt_length: int, new: int, eos: set[int],
+         stops: tuple | None = None) -> list[np.ndarray]:
     """One prompt's sequences [n, prompt + steps] cut where transformers' one-prompt run stops: after the longest
-    of them, each ending at its first EOS among the new tokens (the rest of a batch may have run on) or, with
+    of them, each ending at its first EOS among its first ``new`` tokens (the rest of a batch may have run on), at
+    its ``new`` tokens (the prompt's max_new_tokens), or, with
     ``stops`` (the stop strings, the token texts they are matched in, the token generation fills a finished row
     with, None when EOS is off), after the token that ends a stop string, its later tokens replaced by that fill
     (kept as generated when there is none)."""
@@ -269,7 +290,7 @@ def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | No
     group = group if stops is None else np.array(group)  # a copy: its rows are cut in place below
     for seq in group:
         hits = [k for k, t in enumerate(seq[prompt_length:]) if int(t) in eos]
-        end = prompt_length + (hits[0] + 1 if hits else len(seq) - prompt_length)
+        end = prompt_length + min(hits[0] + 1 if hits else len(seq) - prompt_length, new)
         if stops is not None:
             strings, texts, fill = stops
             stop = first_stop(seq[:end], prompt_length, strings, texts)
@@ -279,6 +300,15 @@ def trim(group: np.ndarray, prompt_length: int, eos: set[int], stops: tuple | No
                     seq[end:] = fill
         ends.append(end)
     return list(group[:, :max(ends)])
+
+
+def continuous_queue(by_length: list[int], news: list[int], slots: int) -> list[int]:
+    """The order prompts enter a continuous-batching loop: the ``slots`` longest first (the first wave, prefilled
+    together at the call's padded width, which they need anyway; a shorter prompt's refill is prefilled at its own
+    narrower width), then the rest by descending max_new_tokens, longest first (ties: longer prompts first), so
+    that the loop's tail, where slots drain and idle, is short. by_length: prompt indices by ascending length."""
+    longest = by_length[::-1]
+    return longest[:slots] + sorted(longest[slots:], key=lambda i: -news[i])
 
 
 def is_chat(item) -> bool:

@@ -37,10 +37,10 @@ def setup(tmp_path_factory):
     return hf, ours, ids, mask, eos, expected
 
 
-def alone(hf, prompt, eos):
+def alone(hf, prompt, eos, new=NEW, **kwargs):
     with torch.no_grad():
-        out = hf.generate(input_ids=torch.as_tensor(prompt[None]), do_sample=False, max_new_tokens=NEW,
-                          eos_token_id=eos, pad_token_id=0).numpy()[0]
+        out = hf.generate(input_ids=torch.as_tensor(prompt[None]), do_sample=False, max_new_tokens=new,
+                          eos_token_id=eos, pad_token_id=0, **kwargs).numpy()[0]
     return out
 
 
@@ -56,6 +56,28 @@ def test_each_prompt_gets_what_it_gets_alone(setup, slots):
     for row, n, want in zip(got, LENGTHS, expected):
         np.testing.assert_array_equal(row[width - n:width - n + len(want)], want)
         assert (row[width - n + len(want):] == 0).all()
+
+
+# Each prompt's own max_new_tokens (the largest is NEW: the programs above serve, the maxes are traced)
+OWN = (12, 3, 7, 1, 12, 5, 9, 2, 4)
+
+
+@pytest.mark.parametrize("forced_eos", [None, 7])  # transformers forces it at each prompt's own last step
+def test_each_row_stops_at_its_own_max_new_tokens(setup, forced_eos):
+    hf, ours, ids, mask, eos, _ = setup
+    width = ids.shape[1]
+    expected = [alone(hf, ids[i, width - n:], eos=eos, new=k, forced_eos_token_id=forced_eos)
+                for i, (n, k) in enumerate(zip(LENGTHS, OWN))]
+    kwargs = dict(attention_mask=mask, max_new_tokens=list(OWN), eos_token_id=eos, pad_token_id=0,
+                  forced_eos_token_id=forced_eos)
+    static = ours.generate(ids, **kwargs)
+    np.testing.assert_array_equal(ours.generate(ids, slots=3, **kwargs), static)
+    stops = []
+    for row, n, want in zip(static, LENGTHS, expected):
+        np.testing.assert_array_equal(row[width - n:width - n + len(want)], want)
+        assert (row[width - n + len(want):] == 0).all()
+        stops.append(len(want) - n)
+    assert sum(s == k for s, k in zip(stops, OWN)) > 2 and stops != list(OWN), stops  # own maxes and EOS both end rows
 
 
 def test_sampling_draws_do_not_depend_on_the_slots(setup):
@@ -74,6 +96,17 @@ def test_what_continuous_batching_refuses(setup, tmp_path):
             ours.generate(ids, attention_mask=mask, max_new_tokens=2, slots=bad)
     with pytest.raises(ValueError, match="slots .continuous batching. is not supported for beam search"):
         ours.generate(ids, attention_mask=mask, max_new_tokens=2, num_beams=2, slots=2)
+    for bad, match in (([2] * 8, r"max_new_tokens: expected one int or one per prompt \(9\), got 8 values"),
+                       ([2] * 8 + [0], r"max_new_tokens\[8\] = 0 is invalid: expected an integer >= 1"),
+                       ([2] * 8 + [1.5], r"max_new_tokens\[8\] = 1.5 is invalid")):
+        with pytest.raises(ValueError, match=match):
+            ours.generate(ids, attention_mask=mask, max_new_tokens=bad)
+    with pytest.raises(ValueError, match="max_new_tokens: one per prompt is supported with greedy search and "
+                                         "sampling, not with num_beams = 2"):
+        ours.generate(ids, attention_mask=mask, max_new_tokens=list(OWN), num_beams=2)
+    with pytest.raises(ValueError, match=r"min_new_tokens = 2 is invalid: expected at most every prompt's "
+                                         r"max_new_tokens \(prompt 3's is 1\)"):
+        ours.generate(ids, attention_mask=mask, max_new_tokens=list(OWN), min_new_tokens=2)
 
 
 def test_an_encoder_decoder_refills_its_slots_with_each_documents_encoding(tmp_path):

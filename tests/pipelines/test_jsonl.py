@@ -92,3 +92,20 @@ def test_bad_lines_recorded_in_their_place(directory, tmp_path):
     # an error that names no line (a bad option) stops the job in either mode
     assert main(["pipeline", "fill-mask", "--model", str(directory), "--input", str(src), "--output",
                  str(tmp_path / "o2.jsonl"), "--on-error", "record", "--top-k", "0"]) == 2
+
+
+def test_a_text_generation_line_carries_its_own_max_new_tokens(tmp_path):
+    """A {"text", "max_new_tokens"} line gets its own max (a plain prompt line the job's), as pipe(line)."""
+    from common.pipelines.jsonl import run_jsonl
+
+    pipe = conversion.pipeline("text-generation", checkpoint(tmp_path / "llama", "llama", "causal_lm"))
+    items = ["The", {"text": "A list of", "max_new_tokens": 1}, {"text": "If the", "max_new_tokens": 5}]
+    options = {"max_new_tokens": 3, "do_sample": False, "eos_token_id": None, "return_tensors": True}
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_lines(src, items)
+    assert run_jsonl(pipe, src, dst, chunk=3, options=options) == 3
+    got = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert got == [json.loads(json.dumps(pipe(x, **options))) for x in items]
+    new = [len(r[0]["generated_token_ids"]) - len(pipe.tokenizer(t)["input_ids"][0])
+           for r, t in zip(got, ["The", "A list of", "If the"])]
+    assert new == [3, 1, 5]

@@ -19,7 +19,7 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 
 import conversion
 from common.pipelines.stop_strings import first_stop, stops_as_matched, token_texts
-from common.pipelines.text_generation import TextGeneration
+from common.pipelines.text_generation import TextGeneration, continuous_queue
 from tests.pipelines.checkpoints import checkpoint
 from tests.pipelines.oracle import assert_same_result, hf_pipeline
 
@@ -279,6 +279,33 @@ def test_continuous_batching_gives_static_batchings_texts_and_draws_per_prompt(s
             ours(PROMPTS, **settings, continuous=bad)
 
 
+@pytest.mark.parametrize("family", sorted(HEADS))
+def test_each_prompt_stops_at_its_own_max_new_tokens(setups, family):
+    """Prompts given as {"text", "max_new_tokens"} share batches that run to the largest (8, as LONGER's: the
+    same programs) and each gets what transformers gives it alone with its own max; a plain prompt takes the
+    call's. Llama also through continuous batching, and beam search (which batches prompts of one max)."""
+    _, ours, hf, _ = setups[family]
+    own = {"If the": 8, "The": 8, "": 2, "A list of": 5}
+    inputs = [{"text": p, "max_new_tokens": own[p]} for p in PROMPTS[:3]] + [PROMPTS[3]]
+    kwargs = {**LONGER, "max_new_tokens": own[PROMPTS[3]], "return_tensors": True}
+    theirs = [hf(p, **{**kwargs, "max_new_tokens": own[p]}, **HF_EXTRA[family]) for p in PROMPTS]
+    assert len({len(r[0]["generated_token_ids"]) - len(ours.tokenizer(p)["input_ids"][0])
+                for r, p in zip(theirs, PROMPTS)}) == 3
+    for continuous in ([False, True] if family == "llama" else [False]):
+        assert_same_result(ours(inputs, **kwargs, continuous=continuous), theirs, f"continuous={continuous}")
+    if family == "llama":
+        beams = {**kwargs, "num_beams": 2}
+        assert_same_result(ours(inputs[1:3], **beams), [hf(p, **{**beams, "max_new_tokens": own[p]})
+                                                        for p in PROMPTS[1:3]], "beam search")
+
+
+def test_continuous_queue_order():
+    """The slots' first wave is the longest prompts; the rest enter longest max_new_tokens first (ties: longer
+    prompts first)."""
+    assert continuous_queue([0, 1, 2, 3, 4, 5], [5, 9, 1, 9, 3, 2], slots=2) == [5, 4, 3, 1, 0, 2]
+    assert continuous_queue([0, 1], [3, 3], slots=4) == [1, 0]
+
+
 def test_sampled_draws_do_not_depend_on_the_batch(setups):
     """XLM's static batches: each prompt draws from its own stream (the seed and its index in the call), so
     batch_size 1 and 2 give the same samples, and another seed others."""
@@ -320,8 +347,16 @@ def test_bad_inputs(setups):
         ours(chat, **GREEDY)
     with pytest.raises(ValueError, match=r"inputs\[1\]: chat messages"):
         ours(["Hi", chat], **GREEDY)
-    with pytest.raises(ValueError, match=r"inputs\[0\]: expected a str \(a prompt\), got int 3"):
+    with pytest.raises(ValueError, match=r"inputs\[0\]: expected a str \(a prompt\) or a \{\"text\", "
+                                         r"\"max_new_tokens\"\} dict \(a prompt with its own max\), got int 3"):
         ours([3], **GREEDY)
+    for bad, match in (({"prompt": "Hi"}, r"inputs: expected a \{\"text\", \"max_new_tokens\"\} dict .* "
+                                          r"got keys \['prompt'\]"),
+                       ({"text": 3}, r"inputs\['text'\]: expected a str \(a prompt\), got int 3"),
+                       ({"text": "Hi", "max_new_tokens": 0}, r"inputs\['max_new_tokens'\]: expected an int >= 1, "
+                                                             r"got int 0")):
+        with pytest.raises(ValueError, match=match):
+            ours(bad, **GREEDY)
     with pytest.raises(ValueError, match=r"num_return_sequences = 3 is invalid: expected an integer in "
                                          r"\[1, num_beams=2\]"):
         ours("Hi", **GREEDY, num_beams=2, num_return_sequences=3)
