@@ -265,11 +265,29 @@ _int8_rows_product.defvjp(_int8_rows_product_fwd, _int8_rows_product_bwd)
 
 
 def dense(p: Params, x: jax.Array) -> jax.Array:
-    """x: [..., in] -> [..., out], computed in x's dtype."""
-    y = matmul(x, p["kernel"])
+    """x: [..., in] -> [..., out], computed in x's dtype, through p["kernel"] [in, out] or p["kernel_t"] [out, in]
+    (decoding's layout: :func:`transposed_kernels`)."""
+    y = matmul(x, p["kernel_t"], transposed=True) if "kernel_t" in p else matmul(x, p["kernel"])
     if "bias" in p:
         y = y + p["bias"].astype(x.dtype)
     return y
+
+
+def transposed_kernels(tree):
+    """``tree`` with every float ``{"kernel": [in, out]}`` stored as ``{"kernel_t": [out, in]}`` (quantized ones
+    kept): for decoding steps, whose few-row products XLA:CPU runs ~20% faster at 8 rows, ~40% at 32, reading the
+    weight row by row (measured on Llama-110M's layers). Inside jit, so that XLA keeps the transposed copy rather
+    than folding the transpose back into each product, it is made behind an optimization barrier: once per
+    generate call, outside its decoding loop."""
+    if isinstance(tree, dict):
+        kernel = tree.get("kernel")
+        if kernel is not None and not isinstance(kernel, QArray) and kernel.ndim == 2:
+            rest = {k: v for k, v in tree.items() if k != "kernel"}
+            return {**rest, "kernel_t": jax.lax.optimization_barrier(kernel.T)}
+        return {k: transposed_kernels(v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(transposed_kernels(v) for v in tree)
+    return tree
 
 
 def embed(p: Params, ids: jax.Array, dtype, padding_idx: int | None = None) -> jax.Array:
