@@ -12,8 +12,10 @@ Presets (WORKLOADS):
   6 layers), 2,000 sentences of 5-120 tokens; ner (aggregation simple) on Longformer-base, 200 documents of
   200-4,096 tokens; question-answering on Longformer-base, 200 pairs with contexts of 300-4,000 tokens in one
   4,096-token window; summarization on LED-base, 32 documents of 1,000-4,096 tokens -> at most 64 tokens, greedy
-  and 4 beams; text-generation on Llama-110M, 256 prompts of 8-200 tokens -> at most 128 tokens, greedy, EOS ids
-  at which rows stop at scattered points (a random tenth or so of the vocabulary: pick_stop_tokens): continuous
+  and 4 beams; text-generation on Llama-110M, 256 prompts of 8-200 tokens, each with its own max_new_tokens drawn
+  in 1-128 (ours: {"text", "max_new_tokens"} inputs; transformers: a stopping criterion that ends each row at its
+  prompt's max, OwnMaxNewTokens), greedy, and EOS ids at which rows stop at scattered points (a random tenth or so
+  of the vocabulary: pick_stop_tokens): continuous
   batching (ours, ``continuous=True``, the default for many prompts), static batching (``continuous=False``) and
   transformers. ``--scale`` multiplies every input count (a shorter run).
 - ``small`` (results/pipelines_cpu.json): the same six tasks on small models (hidden 256, 4 layers), 64 short
@@ -71,6 +73,7 @@ class Workload:
     tokens: tuple[int, int]  # each input's model tokens, drawn uniformly in this range
     kwargs: dict  # the call's options, both sides
     ours: dict = dataclasses.field(default_factory=dict)  # our pipeline's own options (not transformers')
+    own_max_new_tokens: bool = False  # text-generation: each prompt its own max in 1..kwargs' max_new_tokens
 
 
 def workloads(preset: str) -> list[Workload]:
@@ -87,9 +90,10 @@ def workloads(preset: str) -> list[Workload]:
             Workload("summarization beam 4", "summarization", "led", "conditional_generation", "4.57", 32,
                      (1000, 4094), {"num_beams": 4, "max_new_tokens": 64, "min_length": 0}),
             Workload("text-generation", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
-                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": True}),
+                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": True}, own_max_new_tokens=True),
             Workload("text-generation static", "text-generation", "llama", "causal_lm", "5", 256, (8, 200),
-                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": False}),
+                     {"do_sample": False, "max_new_tokens": 128}, ours={"continuous": False},
+                     own_max_new_tokens=True),
         ]
     short, docs = (10, 250), (200, 900)
     return [
@@ -221,7 +225,38 @@ def make_inputs(work: Workload, directory: Path, count: int, seed: int) -> list:
     if work.task == "question-answering":
         questions = ["What is returned?", "Which object is created by the call?"]
         out = [{"question": questions[i % 2], "context": c} for i, c in enumerate(out)]
+    if work.own_max_new_tokens:  # each prompt's own max in 1..max_new_tokens
+        out = [{"text": p, "max_new_tokens": int(rng.integers(1, work.kwargs["max_new_tokens"] + 1))} for p in out]
     return out
+
+
+def prompt_text(item) -> str:
+    """A text-generation input's prompt (a str, or a {"text", "max_new_tokens"} dict's text)."""
+    return item["text"] if isinstance(item, dict) else item
+
+
+class OwnMaxNewTokens:
+    """transformers' side of prompts with their own max_new_tokens: a StoppingCriteria (duck-typed, as
+    StoppingCriteriaList calls it) that ends each row once its prompt's max tokens are generated, as an EOS would
+    (its pipeline takes one max_new_tokens per call; the batch still runs until every row has stopped, as
+    static batching). Rows are told apart by their prompt ids (the left padding, ``pad``, stripped); a new
+    generate call (batch) is seen by its prompt columns changing."""
+
+    def __init__(self, limits: dict[tuple, int], pad: int):
+        self.limits, self.pad = limits, pad
+        self.prefix = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        width = None if self.prefix is None else self.prefix.shape[1]
+        if (width is None or input_ids.shape[0] != self.prefix.shape[0] or input_ids.shape[1] <= width
+                or not torch.equal(input_ids[:, :width], self.prefix)):  # the first token of a new batch
+            self.prefix = input_ids[:, :-1].clone()
+            rows = [row.tolist() for row in self.prefix]
+            self.row_limits = torch.tensor([self.limits[tuple(r[next(k for k, t in enumerate(r) if t != self.pad):])]
+                                            for r in rows])
+        return (input_ids.shape[1] - self.prefix.shape[1]) >= self.row_limits
 
 
 def pick_stop_tokens(directory: Path, prompts: list[str], new: int) -> list[int]:
@@ -273,6 +308,10 @@ def measure(side: str, task: str, directory: str, inputs_path: str, kwargs_json:
             pipe.tokenizer.pad_token = pipe.tokenizer.eos_token
         if task != "text-generation":  # left padding would shift a causal model's positions in one forward
             pipe.tokenizer.padding_side = "right"
+        if task == "text-generation" and isinstance(inputs[0], dict):  # prompts with their own max_new_tokens
+            limits = {tuple(pipe.tokenizer(x["text"])["input_ids"]): x["max_new_tokens"] for x in inputs}
+            kwargs["stopping_criteria"] = [OwnMaxNewTokens(limits, pipe.tokenizer.pad_token_id)]
+            inputs = [x["text"] for x in inputs]
     load_s = time.perf_counter() - START
     pipe(inputs[0], **kwargs)
     first_result_s = time.perf_counter() - START
@@ -349,7 +388,7 @@ def token_counts(work: Workload, directory: Path, inputs: list) -> list[int]:
     tok = transformers.AutoTokenizer.from_pretrained(str(directory))
     if work.task == "question-answering":
         return [len(tok(x["question"], x["context"])["input_ids"]) for x in inputs]
-    return [len(tok(x)["input_ids"]) for x in inputs]
+    return [len(tok(prompt_text(x))["input_ids"]) for x in inputs]
 
 
 def generated_counts(work: Workload, outputs: list, counts: list[int]) -> list[int]:
@@ -370,8 +409,8 @@ def layer_flops(h: int, ffn: int, n: int, context: int) -> float:
 
 
 def work_cost(work: Workload, cfg: dict, counts: list[int], new_counts: list[int], preset: str) -> dict:
-    """Useful FLOPs and weight bytes of one pass over the inputs (real tokens only; decoding steps read every
-    decoder weight once per step of a batch)."""
+    """Useful FLOPs and weight bytes of one pass over the inputs (real tokens only; a decoding step reads every
+    decoder weight once: text generation's floor counts one step per BATCH_SIZE new tokens, every slot busy)."""
     h, layers, _, ffn = SIZES[preset][work.family]
     vocab = cfg["vocab_size"]
     context = {"longformer": WINDOW[preset] + 1, "led": 2 * WINDOW[preset] + 1}.get(work.family, 10 ** 9)
@@ -382,13 +421,13 @@ def work_cost(work: Workload, cfg: dict, counts: list[int], new_counts: list[int
     if work.task == "text-generation":
         flops += sum(2 * h * vocab + sum(layers * layer_flops(h, ffn, 1, n + j) + 2 * h * vocab for j in range(m))
                      for n, m in zip(counts, new_counts))
-        steps = math.ceil(len(counts) / BATCH_SIZE) * max(new_counts, default=0)
+        steps = math.ceil(sum(new_counts) / BATCH_SIZE)  # every step with all BATCH_SIZE rows generating
         bytes_read = steps * 4 * cfg["params"]
     if work.task == "summarization":
         beams = work.kwargs["num_beams"]
         per_step = layers * (16 * h * h + 4 * h * ffn) + 2 * h * vocab  # self + cross projections, FFN, head
         flops += sum(beams * m * per_step for m in new_counts)
-        steps = math.ceil(len(counts) / BATCH_SIZE) * max(new_counts, default=0)
+        steps = math.ceil(sum(new_counts) / BATCH_SIZE)  # every step with all BATCH_SIZE rows generating
         bytes_read = steps * 4 * cfg["params"] / 2  # the decoder's half of the weights
     return {"flops": float(flops), "bytes": float(bytes_read)}
 
@@ -434,7 +473,8 @@ def main(argv=None) -> int:
             if work.task == "summarization":
                 kwargs["return_tensors"] = True  # token ids: compared exactly, and counted
             if work.task == "text-generation" and "min_new_tokens" not in kwargs:
-                kwargs["eos_token_id"] = pick_stop_tokens(directory, inputs, kwargs["max_new_tokens"])
+                kwargs["eos_token_id"] = pick_stop_tokens(directory, [prompt_text(x) for x in inputs],
+                                                          kwargs["max_new_tokens"])
                 # finished rows padded with the config's EOS (a special token, out of the texts); else generate
                 # pads with the first stop id, which transformers' batched texts would then show
                 kwargs["pad_token_id"] = cfg["eos_token_id"]
