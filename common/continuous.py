@@ -30,6 +30,7 @@ import numpy as np
 
 from common.generation import (GenerationConfig, eos_array, process_scores, prompt_positions, row_limits,
                                row_streams, select_row_tokens, with_context)
+from common.layers import transposed_kernels
 
 
 def cache_axes(init_cache, config, dtype):
@@ -94,6 +95,9 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, limits,
     eos = eos_array(settings)
     encoder_params = params  # the encoder reads the params as given; decoding steps may want them rearranged
     params = params if decoding_params is None else decoding_params(params, config)
+    # One loop runs a whole workload's steps: the few-row products' faster layout repays its copy (see
+    # transposed_kernels; in a static batch of a few dozen steps it would not).
+    params = transposed_kernels(params)
     batch_axes, slot_axes = cache_axes(init_cache, config, cache_dtype)
     ids, mask = input_ids.astype(jnp.int32), attention_mask.astype(jnp.int32)
 

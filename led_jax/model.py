@@ -255,11 +255,11 @@ def decode(params, config: LEDConfig, decoder_input_ids, decoder_attention_mask,
 
 def decoding_params(params, config: LEDConfig) -> dict:
     """What :func:`cached_step` reads, prepared once per generate call: the decoder's stacked layer tree split
-    into a tuple of per-layer trees (each weight then is its own buffer, read in place at every step), each weight
-    matrix transposed (common.layers.transposed_kernels); the encoder, already run, left out."""
+    into a tuple of per-layer trees (each weight then is its own buffer, read in place at every step); the
+    encoder, already run, left out."""
     out = {name: value for name, value in params.items() if name != "encoder"}
     out["decoder"] = dict(params["decoder"], layers=split_layers(params["decoder"]["layers"], config.decoder_layers))
-    return L.transposed_kernels(out)
+    return out
 
 
 def init_cache(config: LEDConfig, batch: int, length: int, dtype) -> dict:

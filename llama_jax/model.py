@@ -277,8 +277,8 @@ def init_cache(config: LlamaConfig, batch: int, length: int, dtype) -> dict:
 
 def decoding_params(params, config: LlamaConfig) -> dict:
     """What :func:`cached_step` reads, prepared once per generate call: the stacked layer tree split into a tuple
-    of per-layer trees (common.stacked), each weight matrix transposed (common.layers.transposed_kernels)."""
-    return L.transposed_kernels(dict(params, layers=split_layers(params["layers"], config.num_hidden_layers)))
+    of per-layer trees (common.stacked)."""
+    return dict(params, layers=split_layers(params["layers"], config.num_hidden_layers))
 
 
 def cached_step(params, config: LlamaConfig, input_ids, attention_mask, position_ids, cache):
