@@ -1,8 +1,8 @@
 """Continuous batching: many prompts through a fixed number of decoding slots, in one compiled loop.
 
 Static batching generates a batch until its longest row is done, then starts the next batch: rows that met EOS
-early idle. Here ``slots`` rows decode together and, as soon as one finishes (EOS or its own max_new_tokens), the next
-waiting prompt is prefilled into its slot while the others go on decoding; the loop ends when every prompt is
+early idle. Here ``slots`` rows decode together and, as soon as one finishes (EOS or its own max_new_tokens), the
+next waiting prompt is prefilled into its slot while the others go on decoding; the loop ends when every prompt is
 done. Everything (prefills, decode steps, refills) runs in one ``lax.while_loop``, for one compiled program per
 (prompt count, padded prompt width, settings).
 
@@ -71,8 +71,7 @@ def shift_back(cache, n, slot_axes):
                                              "decoding_params", "slots", "widths", "encoder_context",
                                              "encoder_static"))
 def generate_continuous(params, input_ids, attention_mask, key, streams, limits, count, encoder_inputs=None, *,
-                        init_cache,
-                        cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
+                        init_cache, cached_step, config, settings: GenerationConfig, cache_dtype, slots: int,
                         widths: tuple[int, ...] | None = None, decoding_params=None, encoder_context=None,
                         encoder_static=()):
     """input_ids, attention_mask: [N, P] prompts, left-padded to one width P (an encoder-decoder's decoder
