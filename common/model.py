@@ -213,9 +213,11 @@ class Model:
         elif not seq2seq:
             mask = binary_mask("attention_mask", attention_mask, ids.shape)
         limits = None
-        if isinstance(max_new_tokens, (list, tuple, np.ndarray)):  # one per prompt: the loop runs to the largest
+        if isinstance(max_new_tokens, (list, tuple, np.ndarray)):  # one per prompt (traced)
             limits = per_prompt_limits(max_new_tokens, np.shape(ids)[0])
-            max_new_tokens = int(limits.max())
+            # The compiled bound: the largest rounded up to a power of two, so that calls with other limits share
+            # programs (the loop still ends when every row has met its own; only the buffers are longer).
+            max_new_tokens = 1 << (int(limits.max()) - 1).bit_length()
         forced_eos = setting("forced_eos_token_id", forced_eos_token_id, getattr(cfg, "forced_eos_token_id", None))
         sample = bool(setting("do_sample", do_sample, False))
         min_new = setting("min_new_tokens", min_new_tokens, None)

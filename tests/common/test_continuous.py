@@ -10,6 +10,7 @@ import torch
 
 import conversion
 from common.continuous import prefill_widths
+from common.generation import generate_tokens
 from tests.factory import save_hf
 from tests.llama.hf_llama import hf_model
 
@@ -58,7 +59,7 @@ def test_each_prompt_gets_what_it_gets_alone(setup, slots):
         assert (row[width - n + len(want):] == 0).all()
 
 
-# Each prompt's own max_new_tokens (the largest is NEW: the programs above serve, the maxes are traced)
+# Each prompt's own max_new_tokens (traced; the compiled bound is the largest rounded up to a power of two)
 OWN = (12, 3, 7, 1, 12, 5, 9, 2, 4)
 
 
@@ -72,6 +73,9 @@ def test_each_row_stops_at_its_own_max_new_tokens(setup, forced_eos):
                   forced_eos_token_id=forced_eos)
     static = ours.generate(ids, **kwargs)
     np.testing.assert_array_equal(ours.generate(ids, slots=3, **kwargs), static)
+    programs = generate_tokens._cache_size()
+    ours.generate(ids, **{**kwargs, "max_new_tokens": [min(k, 9) for k in OWN]})  # bound 16 again
+    assert generate_tokens._cache_size() == programs  # other limits, the same program
     stops = []
     for row, n, want in zip(static, LENGTHS, expected):
         np.testing.assert_array_equal(row[width - n:width - n + len(want)], want)
