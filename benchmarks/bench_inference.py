@@ -410,7 +410,8 @@ def layer_flops(h: int, ffn: int, n: int, context: int) -> float:
 
 def work_cost(work: Workload, cfg: dict, counts: list[int], new_counts: list[int], preset: str) -> dict:
     """Useful FLOPs and weight bytes of one pass over the inputs (real tokens only; a decoding step reads every
-    decoder weight once: text generation's floor counts one step per BATCH_SIZE new tokens, every slot busy)."""
+    decoder weight once: a generation's floor, text or summary, counts one step per BATCH_SIZE new tokens, every
+    slot busy)."""
     h, layers, _, ffn = SIZES[preset][work.family]
     vocab = cfg["vocab_size"]
     context = {"longformer": WINDOW[preset] + 1, "led": 2 * WINDOW[preset] + 1}.get(work.family, 10 ** 9)
