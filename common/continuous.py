@@ -90,7 +90,7 @@ def generate_continuous(params, input_ids, attention_mask, key, streams, limits,
     new, pad = settings.max_new_tokens, settings.pad_token_id
     rows = min(slots, n_prompts)
     longest = p + new
-    length = longest + max(8, longest // 4)  # a margin: one shift of every row per margin's worth of steps
+    length = longest + max(8, longest // 8)  # a margin: one shift of every row per margin's worth of steps
     eos = eos_array(settings)
     encoder_params = params  # the encoder reads the params as given; decoding steps may want them rearranged
     params = params if decoding_params is None else decoding_params(params, config)

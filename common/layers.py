@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from common.quantization import QArray, weight
+from common.qarray import is_qarray
+from common.quantization import weight
 from common.sharding import explicit_spec, like, reshard_explicit, spec_of
+
+if TYPE_CHECKING:
+    import qwix
 
 Params = dict
 
@@ -58,7 +62,7 @@ def matmul(x: jax.Array, w: jax.Array, *, transposed: bool = False) -> jax.Array
     kernels: ~2x the float32 GEMM rate instead of ~0.7x). XLA:CPU's bf16 matrix-*vector* path is ~10x
     slower than its matrix-matrix path, so a single-row product (batch-1 decoding) is padded to two rows.
     """
-    if isinstance(w, QArray) and _int8_product_applies(x, w, transposed):
+    if is_qarray(w) and _int8_product_applies(x, w, transposed):
         return _int8_matmul(x, w, transposed)
     w = weight(w, x.dtype)  # a quantized weight is dequantized here, in x's dtype
     lead, k = x.shape[:-1], x.shape[-1]
@@ -181,7 +185,7 @@ INT8_DIGITS = {jnp.dtype(jnp.float32): 4, jnp.dtype(jnp.bfloat16): 3, jnp.dtype(
 INT8_MAX_ROWS = 64
 
 
-def _int8_product_applies(x: jax.Array, w: QArray, transposed: bool) -> bool:
+def _int8_product_applies(x: jax.Array, w: qwix.QArray, transposed: bool) -> bool:
     """Whether x @ w runs on the int8 units: an int8 weight with one scale per output channel, at most INT8_MAX_ROWS
     rows of float32 / 16-bit activations, on CPU. Elsewhere (int4 groups; GPU / TPU, where XLA fuses
     dequantization into the product) the weight is dequantized."""
@@ -191,7 +195,7 @@ def _int8_product_applies(x: jax.Array, w: QArray, transposed: bool) -> bool:
             and math.prod(x.shape[:-1]) <= INT8_MAX_ROWS)
 
 
-def _int8_matmul(x: jax.Array, w: QArray, transposed: bool) -> jax.Array:
+def _int8_matmul(x: jax.Array, w: qwix.QArray, transposed: bool) -> jax.Array:
     """x: [..., in] @ w (see :func:`matmul`) for a per-channel int8 w, on the int8 units."""
     lead, k = x.shape[:-1], x.shape[-1]
     scale = reshard_explicit(w.scale.reshape(-1).astype(jnp.float32), P())  # [out], whole on every device
@@ -282,7 +286,7 @@ def transposed_kernels(tree):
     where one call runs many steps (continuous batching), not in a static batch of a few dozen."""
     if isinstance(tree, dict):
         kernel = tree.get("kernel")
-        if kernel is not None and not isinstance(kernel, QArray) and kernel.ndim == 2:
+        if kernel is not None and not is_qarray(kernel) and kernel.ndim == 2:
             rest = {k: v for k, v in tree.items() if k != "kernel"}
             return {**rest, "kernel_t": jax.lax.optimization_barrier(kernel.T)}
         return {k: transposed_kernels(v) for k, v in tree.items()}
@@ -297,7 +301,7 @@ def embed(p: Params, ids: jax.Array, dtype, padding_idx: int | None = None) -> j
     ``padding_idx`` mirrors torch's ``nn.Embedding(padding_idx=...)``: that row receives no gradient.
     """
     table = p["embedding"]
-    if isinstance(table, QArray):  # the rows' int values and their own scales, dequantized
+    if is_qarray(table):  # the rows' int values and their own scales, dequantized
         x = weight(dataclasses.replace(table, qvalue=_rows(table.qvalue, ids), scale=_rows(table.scale, ids)), dtype)
     else:
         x = _rows(table, ids).astype(dtype)

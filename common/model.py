@@ -22,7 +22,8 @@ from common import continuous
 from common.beam_search import beam_search
 from common.family import HeadSpec
 from common.generation import GenerationConfig, generate
-from common.quantization import QArray, float_dtype, quant_config_of
+from common.qarray import is_qarray
+from common.quantization import float_dtype, quant_config_of
 from common.sharding import batch_sharding
 from common.validation import binary_mask
 
@@ -92,8 +93,8 @@ class Model:
 
     def __repr__(self) -> str:
         # A quantized param counts as the weights it stands for (its scales are not parameters).
-        leaves = jax.tree.leaves(self.params, is_leaf=lambda x: isinstance(x, QArray))
-        n = sum(x.qvalue.size if isinstance(x, QArray) else x.size for x in leaves)
+        leaves = jax.tree.leaves(self.params, is_leaf=is_qarray)
+        n = sum(x.qvalue.size if is_qarray(x) else x.size for x in leaves)
         qc = quant_config_of(self.params)
         quantized = "" if qc is None else f", int{qc.bits} weights"
         return f"Model({self.architecture}, {n / 1e6:.2f}M params{quantized})"

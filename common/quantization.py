@@ -29,15 +29,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-import qwix
 from jax.sharding import PartitionSpec as P
 
+from common.qarray import is_qarray
 from common.sharding import fitted_spec, param_shardings, spec_of
 
-QArray = qwix.QArray
+if TYPE_CHECKING:
+    import qwix
+
 QTYPES = {8: jnp.int8, 4: jnp.int4}
 # The output projection onto the vocabulary (quantized only with lm_head=True): Llama / LED "lm_head",
 # Longformer's "lm_head" (dense + decoder), XLM's "pred_layer".
@@ -108,7 +111,7 @@ def targets(name: str, shape: tuple[int, ...], qc: QuantConfig) -> str | None:
     return None
 
 
-def quantize_array(w: jax.Array, kind: str, qc: QuantConfig, name: str = "param") -> QArray:
+def quantize_array(w: jax.Array, kind: str, qc: QuantConfig, name: str = "param") -> qwix.QArray:
     """One param as a QArray. A kernel [..., in, out] shares scales along ``in`` (in groups for int4); a table
     [..., rows, dim] has one scale per row (in groups along ``dim`` for int4), so a looked-up row needs only its
     own scale. Leading (stacked-layer) axes get their own scales."""
@@ -123,6 +126,8 @@ def quantize_array(w: jax.Array, kind: str, qc: QuantConfig, name: str = "param"
                              f"(shape {tuple(w.shape)}): choose a group size that divides it, or fit_groups=True "
                              "(the largest group below it that divides each param's dimension)")
         tiled = {shared: group}
+    import qwix  # imported when first used: see common.qarray
+
     quantize = functools.partial(qwix.quantize, qtype=QTYPES[qc.bits], channelwise_axes=channelwise,
                                  tiled_axes=tiled)
     if tiled and _explicit_axes():
@@ -145,7 +150,7 @@ def _explicit_axes() -> bool:
     return not mesh.empty and bool(mesh.explicit_axes)
 
 
-def _tiled(q: QArray) -> bool:
+def _tiled(q: qwix.QArray) -> bool:
     """Whether q's scales cover groups of entries along an axis (int4): dequantizing splits that axis in two."""
     return any(1 < s < d for s, d in zip(q.scale.shape, q.shape))
 
@@ -172,7 +177,7 @@ def quantize_placed(params, qc: QuantConfig, rules=(), mesh=None):
 
 
 def is_quantized(params) -> bool:
-    return any(isinstance(x, QArray) for x in jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, QArray)))
+    return any(is_qarray(x) for x in jax.tree.leaves(params, is_leaf=is_qarray))
 
 
 def quant_config_of(params) -> QuantConfig | None:
@@ -180,8 +185,8 @@ def quant_config_of(params) -> QuantConfig | None:
     from the storage type, the int4 group size from the scales' shapes (the largest, with fit_groups where params
     differ), and whether embedding tables and the LM head are among them."""
     found = {}
-    for path, x in jax.tree_util.tree_leaves_with_path(params, is_leaf=lambda x: isinstance(x, QArray)):
-        if isinstance(x, QArray):
+    for path, x in jax.tree_util.tree_leaves_with_path(params, is_leaf=is_qarray):
+        if is_qarray(x):
             found[_path_name(path)] = x
     if not found:
         return None
@@ -203,20 +208,19 @@ def quant_config_of(params) -> QuantConfig | None:
 
 def dequantize_params(params):
     """The float params a quantized tree stands for (each QArray dequantized into its scale's dtype)."""
-    return jax.tree.map(lambda x: qwix.dequantize(x) if isinstance(x, QArray) else x, params,
-                        is_leaf=lambda x: isinstance(x, QArray))
+    return jax.tree.map(lambda x: _dequantize(x) if is_qarray(x) else x, params, is_leaf=is_qarray)
 
 
 def weight(w, dtype) -> jax.Array:
     """A weight as an array of ``dtype``: a QArray is dequantized there (inside the jitted computation, so XLA
     fuses the conversion with its use), a float array is cast."""
-    if isinstance(w, QArray):
+    if is_qarray(w):
         w = dataclasses.replace(w, scale=w.scale.astype(dtype))
         if _tiled(w) and _explicit_axes():
             # Dequantizing int4 reshapes the int values into groups: as in quantize_array, the compiler places
             # that reshape, and the float weight is split like the int values.
-            return jax.sharding.auto_axes(qwix.dequantize, out_sharding=P(*spec_of(w.qvalue)))(w)
-        return qwix.dequantize(w)
+            return jax.sharding.auto_axes(_dequantize, out_sharding=P(*spec_of(w.qvalue)))(w)
+        return _dequantize(w)
     return w.astype(dtype)
 
 
@@ -236,3 +240,18 @@ def param_bytes(params) -> int:
         bits = 4 if x.dtype == jnp.int4 else 8 * x.dtype.itemsize
         total += (x.size * bits + 7) // 8
     return total
+
+
+def _dequantize(q):
+    """qwix.dequantize (qwix is loaded: ``q`` is one of its arrays)."""
+    import qwix
+
+    return qwix.dequantize(q)
+
+
+def __getattr__(name):
+    if name == "QArray":  # ``from common.quantization import QArray``: qwix's class, importing qwix then
+        import qwix
+
+        return qwix.QArray
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

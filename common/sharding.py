@@ -33,7 +33,8 @@ from typing import Sequence
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
-from qwix import QArray
+
+from common.qarray import is_qarray
 
 AXES = ("data", "fsdp", "tensor")
 BATCH = ("data", "fsdp")  # the mesh axes a batch dimension is split over
@@ -115,12 +116,14 @@ def tree_specs(tree, rules: Rules, mesh: Mesh):
     def one(path, leaf):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
         spec = spec_for(name, np.shape(leaf), rules, mesh)
-        if isinstance(leaf, QArray):
+        if is_qarray(leaf):
+            from qwix import QArray
+
             entries = tuple(spec) + (None,) * (leaf.ndim - len(spec))
             return QArray(qvalue=spec, scale=fitted_spec(mesh, leaf.scale.shape, *entries), qtype=leaf.qtype)
         return spec
 
-    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=lambda x: isinstance(x, QArray))
+    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=is_qarray)
 
 
 def param_shardings(tree, rules: Rules, mesh: Mesh):

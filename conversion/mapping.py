@@ -27,6 +27,17 @@ TRANSFORMS: dict[str, tuple[Callable, Callable, Callable, Callable]] = {
 }
 
 
+def copy_into(out: np.ndarray, array: np.ndarray, block: int = 64) -> None:
+    """``out[...] = array`` (with its dtype cast), a transposed 2-D view copied ``block`` of its columns at a time:
+    numpy's transposing copy walks one array against its memory order, a blocked one keeps both in cache (a
+    [1024, 4096] float32 kernel from its torch [4096, 1024] weight: 31 ms -> 4 ms here, the most of a load)."""
+    if array.ndim != 2 or array.flags.c_contiguous:
+        out[...] = array
+        return
+    for start in range(0, array.shape[1], block):
+        out[:, start:start + block] = array[:, start:start + block]
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     hf: str  # HF name below the backbone prefix (or the full name if not on the backbone); "{i}" = layer
@@ -64,13 +75,18 @@ class Rule:
         read and cast one at a time into the result, so the host holds the part plus one layer, never twice."""
         fwd, hf_box = TRANSFORMS[self.transform][0], TRANSFORMS[self.transform][3]
         if not self.stacked:
-            return np.asarray(fwd(read(names[0], hf_box(box))), dtype)
+            array = fwd(read(names[0], hf_box(box)))
+            if array.flags.c_contiguous:
+                return np.asarray(array, dtype)
+            out = np.empty(array.shape, dtype)
+            copy_into(out, array)
+            return out
         out = None
         for k, name in enumerate(names[box[0].start:box[0].stop]):
             layer = fwd(read(name, hf_box(box[1:])))
             if out is None:
                 out = np.empty((box[0].stop - box[0].start,) + layer.shape, dtype)
-            out[k] = layer
+            copy_into(out[k], layer)
         return out
 
     def to_hf(self, array: np.ndarray) -> list[np.ndarray]:

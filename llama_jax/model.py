@@ -117,7 +117,7 @@ def _attention_block(p, config: LlamaConfig, x, cos, sin, kv, mask, *, determini
     if kv is None:
         out, probs = causal_attention(q, k, v, mask, **common)
     else:
-        out, probs = attention(q, *kv(k, v), mask, **common)
+        out, probs = attention(q, *kv(k, v), mask, kv_heads_major=True, **common)
     return L.dense(p["o_proj"], out.reshape(b, t, -1)), probs
 
 
@@ -155,13 +155,14 @@ def decoder(params, config: LlamaConfig, input_ids, attention_mask=None, positio
     cos, sin = rope_cos_sin(config.rope, config.dim_per_head, config.max_position_embeddings, position_ids)
 
     def layer(carry, xs):
-        h, ck, cv = carry  # ck, cv: this layer's cache [B, length, kv_heads, head_dim] (None without a cache)
+        h, ck, cv = carry  # ck, cv: this layer's cache [B, kv_heads, length, head_dim] (None without a cache)
         p, i = xs
         def write_cache(k, v):
-            """Write this step's keys/values into the layer's cache slots; attend over the whole cache."""
+            """Write this step's keys/values ([B, T, kv_heads, head_dim]) into the layer's cache slots; attend
+            over the whole cache."""
             nonlocal ck, cv
-            ck = jax.lax.dynamic_update_slice(ck, like(k.astype(ck.dtype), ck), (0, index, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, like(v.astype(cv.dtype), cv), (0, index, 0, 0))
+            ck = jax.lax.dynamic_update_slice(ck, like(k.transpose(0, 2, 1, 3).astype(ck.dtype), ck), (0, 0, index, 0))
+            cv = jax.lax.dynamic_update_slice(cv, like(v.transpose(0, 2, 1, 3).astype(cv.dtype), cv), (0, 0, index, 0))
             return ck.astype(dtype), cv.astype(dtype)
 
         kv = write_cache if cache is not None else None
@@ -267,9 +268,11 @@ def question_answering_head(params, config, out, inputs, *, deterministic, rng) 
 
 # ------------------------------------------------------------------------------------ generation
 def init_cache(config: LlamaConfig, batch: int, length: int, dtype) -> dict:
-    """Empty KV cache: k/v per-layer tuples of [B, length, kv_heads, head_dim], valid [B, length] bool, index (int32
-    scalar)."""
-    shape = (batch, length, config.kv_heads, config.dim_per_head)
+    """Empty KV cache: k/v per-layer tuples of [B, kv_heads, length, head_dim], valid [B, length] bool, index (int32
+    scalar). Heads-major, so that a decoding step's attention reads each head's keys as they lie: in the
+    token-major order every step copied the cache into this order first (XLA:CPU, Llama-110M at 8 rows x 480
+    slots: a decoding step 44.6 -> 40.5 ms)."""
+    shape = (batch, config.kv_heads, length, config.dim_per_head)
     layers = range(config.num_hidden_layers)
     return {"k": tuple(jnp.zeros(shape, dtype) for _ in layers), "v": tuple(jnp.zeros(shape, dtype) for _ in layers),
             "valid": jnp.zeros((batch, length), bool), "index": jnp.zeros((), jnp.int32)}

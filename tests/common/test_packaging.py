@@ -103,3 +103,27 @@ def test_pyproject_keeps_optional_packages_in_extras_that_the_test_extra_pulls()
     assert "jaxzoo[xlm,plots,finetune]" in extras["test"]
     assert "transformers>=5.24,<5.25" in extras["test"]  # the parity oracle's version
     assert project["license"] == "Apache-2.0"  # an SPDX expression (PEP 639), not the deprecated table
+
+
+def test_float_model_process_never_imports_qwix_or_orbax(tmp_path):
+    """qwix (~0.35 s with flax.nnx) and Orbax (~0.2 s) load only when quantizing or checkpointing: a process
+    that loads a float safetensors checkpoint and runs it imports neither (every CLI and pipeline start)."""
+    import torch
+    import transformers
+
+    from tests.factory import save_hf
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+    save_hf(transformers.LlamaForCausalLM(config), tmp_path)
+    child = ("import json, sys\nimport numpy as np\nimport conversion\n"
+             f"model = conversion.from_pretrained({str(tmp_path)!r})\n"
+             "model(input_ids=np.ones((1, 4), np.int32))\n"
+             "model.generate(np.ones((1, 4), np.int32), max_new_tokens=2)\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('qwix', 'orbax', 'flax'))))")
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not [m for m in loaded if m.split(".")[0] in ("qwix", "orbax")], loaded
