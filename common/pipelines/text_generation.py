@@ -12,10 +12,9 @@ generated together; the model's generate masks the padding and counts positions 
 so every prompt gets the tokens it gets alone. A call with more prompts than batch_size runs its greedy and sampled
 prompts (Llama) through one continuous-batching loop of batch_size slots (``model.generate(..., slots=)``,
 left-padded to the longest's bucketed length; a finished row's slot takes the next prompt at once; queue order:
-continuous_queue): 1.88x the prompts/s of static batches on a 2-core CPU when rows stop at scattered points
-(benchmarks/README.md). Our option
-``continuous`` forces it (True) or static batches of batch_size (False); beam search and XLM always run in static
-batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
+continuous_queue): 1.8-2.2x the prompts/s of static batches on a 2-core CPU when rows stop at scattered points
+(benchmarks/README.md). Our option ``continuous`` forces it (True) or static batches of batch_size (False); beam
+search and XLM always run in static batches. The early stop transformers makes per prompt (when every returned sequence of that prompt has met
 EOS or a stop string) is restored by cutting each prompt's group after its longest sequence.
 
 Stop strings (``stop_sequence``, else generate's ``stop_strings``, else generation_config.json's; transformers'
